@@ -1,0 +1,1 @@
+"""The `meter` operator CLI and the local stack behind `make demo`."""
