@@ -64,3 +64,19 @@ def env_choice(environ: Mapping[str, str], name: str, default: str, choices: tup
     if value not in choices:
         raise ConfigError(f"must be one of {', '.join(choices)}, got {value!r}", source="environment", field=name)
     return value
+
+
+def resource_names(prefix: str = "tenantmeter", account_id: str = "123456789012") -> dict[str, str]:
+    """The AWS resource names Terraform creates (infra/terraform, variable ``name``), which the local stack
+    reuses so that `make demo` and a real deployment look the same. A test keeps Terraform in step."""
+    return {
+        "stream": f"{prefix}-usage-events",
+        "topic_info": f"{prefix}-alerts-info",
+        "topic_warning": f"{prefix}-alerts-warning",
+        "topic_critical": f"{prefix}-alerts-critical",
+        "quarantine_queue": f"{prefix}-quarantine",
+        "failure_queue": f"{prefix}-metering-failures",
+        "table": f"{prefix}-usage",
+        "reports_bucket": f"{prefix}-reports-{account_id}",
+        "config_bucket": f"{prefix}-config-{account_id}",
+    }
