@@ -132,3 +132,151 @@ class QuarantinedRecord:
 
 class QuarantineSink(Protocol):
     def quarantine(self, records: Sequence[QuarantinedRecord]) -> None: ...
+
+
+# --- consumer-side ports (issue 3) ------------------------------------------------------------------------
+#
+# The metering consumer hands the store one TenantBatch per tenant touched by a Kinesis batch. The store
+# applies each tenant's batch atomically (all or nothing), skipping duplicates by a per-(shard, partition key)
+# sequence high-water mark and an event-id horizon, settles reservations named by applied events, and answers
+# with the tenant's totals over the windows the consumer asked for, so alert evaluation needs no extra reads.
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class StreamPosition:
+    """Where a user record sat in the stream. Lambda keeps order per (shard, partition key of the Kinesis
+    record), so that pair is the unit of the redelivery high-water mark; ``partition_key`` is the Kinesis
+    record's key (for a KPL aggregate, the aggregate's), not the sub-record's."""
+
+    shard_id: str
+    partition_key: str
+    sequence_number: str
+    sub_sequence_number: int = 0
+
+    @property
+    def stream_key(self) -> str:
+        return f"{self.shard_id}|{self.partition_key}"
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Total order within one stream key (sequence numbers are decimal strings of up to 128 bits)."""
+        return (int(self.sequence_number), self.sub_sequence_number)
+
+
+@dataclass(frozen=True, slots=True)
+class MeteredEvent:
+    """One validated, priced usage event, reduced to what the store counts. Cost in nano-dollars."""
+
+    tenant_id: str
+    event_id: str
+    occurred_at: datetime
+    position: StreamPosition
+    model: str
+    cost_center: str = ""
+    application_id: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_nanos: int = 0
+    reservation_id: str = ""
+
+    @property
+    def totals(self) -> Totals:
+        return Totals(
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            1,
+            self.cost_nanos,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TenantBatch:
+    """One tenant's events from one Kinesis batch, in stream order, and the windows to read back after."""
+
+    tenant_id: str
+    events: tuple[MeteredEvent, ...]
+    read_windows: tuple[Window, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyOutcome:
+    """What applying one TenantBatch did. ``ok`` False means nothing of it was stored (``error`` says why) and
+    its records must be retried. ``duplicate_ids`` are the event ids skipped as already counted."""
+
+    tenant_id: str
+    ok: bool
+    applied: int = 0
+    duplicates: int = 0
+    duplicate_ids: frozenset[str] = frozenset()
+    totals: dict[str, Totals] = field(default_factory=dict)
+    error: str = ""
+
+
+class WindowStore(Protocol):
+    """The consumer's write port."""
+
+    def apply_usage(
+        self, batches: Sequence[TenantBatch], *, now: datetime, dedupe_horizon: timedelta
+    ) -> list[ApplyOutcome]:
+        """Apply each tenant's batch atomically and exactly once (see the README's guarantee); one outcome per
+        batch, in order. A store that cannot be reached answers ``ok=False`` outcomes rather than raising."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AlertMark:
+    """'Tenant T was alerted at ``level`` for ``rule`` in ``period``': makes an alert fire once per level per
+    period. ``rule`` names what was evaluated (``month|cost_usd``, ``spike|tokens``, ...)."""
+
+    tenant_id: str
+    rule: str
+    period: str
+    level: int
+    expires: datetime
+
+
+class AlertMarks(Protocol):
+    def raise_marks(self, marks: Sequence[AlertMark]) -> list[int]:
+        """For each mark, atomically: if the stored level is lower, store ``mark.level``. Returns the level
+        stored before (0 if none); the caller acts only where that is below ``mark.level``."""
+        ...
+
+    def restore_mark(self, mark: AlertMark, previous: int) -> None:
+        """Undo ``raise_marks`` for one mark whose actions failed (only if it still holds ``mark.level``)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RollupRow:
+    """One day's usage of one tenant x model x costCenter x applicationId (the daily report's grain)."""
+
+    tenant_id: str
+    model: str
+    cost_center: str
+    application_id: str
+    totals: Totals
+
+
+class UsageIndex(Protocol):
+    """What the `meter` CLI and the daily report read beyond one tenant's window totals."""
+
+    def active_tenants(self, start: datetime, end: datetime) -> list[str]:
+        """Tenants with usage on any UTC day from ``start`` to ``end`` (inclusive), sorted."""
+        ...
+
+    def dimension_totals(self, tenant_id: str, window: Window, now: datetime) -> dict[str, dict[str, Totals]]:
+        """A calendar (day or month) window's totals by dimension: {"model"|"cost_center"|"application_id":
+        {value: Totals}}."""
+        ...
+
+    def daily_rollup(self, tenant_id: str, day: datetime) -> list[RollupRow]:
+        """The tenant's rows for the UTC day containing ``day``."""
+        ...
+
+    def top_tenants(self, window: Window, metric: Metric, now: datetime, limit: int = 10) -> list[tuple[str, Totals]]:
+        """The ``limit`` tenants with the highest ``metric`` over ``window`` at ``now``, highest first."""
+        ...
