@@ -43,3 +43,20 @@ class UnknownTenantError(TenantmeterError, LookupError):
 
 class StoreUnavailableError(TenantmeterError, ConnectionError):
     """A backing store (Redis, DynamoDB) could not be reached; the work must be retried."""
+
+
+class TenantBlockedError(TenantmeterError):
+    """An instrumented Bedrock client refused a call because the tenant is cut off (the quota decision, raised
+    where a boto3 call can only answer with a response or an exception). ``retry_after_s`` is whole seconds."""
+
+    def __init__(self, tenant_id: str, reason: str, *, retry_after_s: int = 0) -> None:
+        super().__init__(
+            f"tenant {tenant_id!r} is blocked: {reason}" + (f"; retry in {retry_after_s}s" if retry_after_s else "")
+        )
+        self.tenant_id = tenant_id
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class ProducerClosedError(TenantmeterError, RuntimeError):
+    """A usage event was emitted to a UsageProducer after close()."""

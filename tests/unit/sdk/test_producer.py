@@ -1,0 +1,320 @@
+"""UsageProducer against a fake Kinesis: delivery exactly once, resending only failed entries, bounded memory,
+both overflow policies, flush/close (also at interpreter exit) and configuration errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ParamValidationError
+
+from producers.sdk import OverflowPolicy, ProducerConfig, UsageProducer
+from shared.errors import ConfigError, ProducerClosedError
+from shared.schema import MAX_EVENT_BYTES
+from tests.unit.sdk.fakes import FakeKinesis, deaggregate, make_event
+
+ROOT = Path(__file__).resolve().parents[3]
+FAST = {"linger_s": 0.01, "backoff_base_s": 0.001, "backoff_cap_s": 0.01}
+
+
+def _producer(fake: FakeKinesis, **config: Any) -> UsageProducer:
+    return UsageProducer("usage", kinesis_client=fake, config=ProducerConfig(**{**FAST, **config}))
+
+
+def _assert_exactly_once(fake: FakeKinesis, events: list[Any]) -> None:
+    users = deaggregate(fake.stored)
+    assert Counter(u.event.event_id for u in users) == Counter(e.event_id for e in events)
+    assert all(u.user_key == u.record_key for u in users), "each aggregate holds one partition key"
+
+
+def test_every_event_arrives_once_keyed_by_tenant() -> None:
+    # GIVEN a producer and events of three tenants
+    fake = FakeKinesis()
+    producer = _producer(fake)
+    events = [make_event(("acme", "globex", "initech")[i % 3]) for i in range(900)]
+
+    # WHEN they are emitted and flushed
+    for event in events:
+        producer.emit(event)
+    assert producer.flush(timeout=30)
+
+    # THEN each arrived exactly once, under its tenant's partition key, and the counters agree
+    _assert_exactly_once(fake, events)
+    assert all(u.record_key == u.event.tenant_id for u in deaggregate(fake.stored))
+    stats = producer.stats()
+    assert (stats.sent, stats.dropped, stats.buffered, stats.buffered_bytes) == (900, 0, 0, 0)
+    assert stats.records_sent == len(fake.stored)
+    assert producer.close(timeout=10)
+
+
+def test_only_failed_entries_are_resent_and_nothing_is_lost() -> None:
+    # GIVEN a Kinesis that fails 30% of entries (throttling or internal failure) and small aggregates,
+    # so that a call carries many records
+    fake = FakeKinesis(fail_fraction=0.3)
+    producer = _producer(fake, max_record_bytes=20_000)
+    events = [make_event(f"t{i % 7}") for i in range(3000)]
+
+    # WHEN the events are emitted and flushed
+    for event in events:
+        producer.emit(event)
+    assert producer.flush(timeout=30)
+
+    # THEN every event arrived exactly once
+    _assert_exactly_once(fake, events)
+    # AND each record was put once plus once per failure: nothing that succeeded was sent again
+    sent = Counter(data for call in fake.calls for _, data in call)
+    stored = Counter(data for _, data in fake.stored)
+    assert fake.failed_entries > 0
+    assert all(count == 1 for count in stored.values())
+    assert sum(sent.values()) == len(fake.stored) + fake.failed_entries
+    stats = producer.stats()
+    assert stats.records_retried == fake.failed_entries
+    assert stats.sent == 3000 and stats.retried > 0 and stats.dropped == 0
+    producer.close(timeout=10)
+
+
+def test_a_call_that_raises_is_retried_whole() -> None:
+    # GIVEN a network that fails the first two calls outright
+    fake = FakeKinesis(raise_calls=2)
+    producer = _producer(fake)
+    events = [make_event() for _ in range(50)]
+
+    # WHEN events are emitted and flushed
+    for event in events:
+        producer.emit(event)
+    assert producer.flush(timeout=30)
+
+    # THEN they arrive once, and the failures are counted
+    _assert_exactly_once(fake, events)
+    stats = producer.stats()
+    assert stats.failed_calls == 2 and stats.retried == 100 and stats.sent == 50
+    producer.close(timeout=10)
+
+
+def test_a_request_botocore_rejects_is_dropped_and_counted_not_retried_forever() -> None:
+    fake = FakeKinesis(raise_calls=1, raise_with=lambda: ParamValidationError(report="bad"))
+    producer = _producer(fake)
+    producer.emit(make_event())
+    assert producer.flush(timeout=30)
+    stats = producer.stats()
+    assert (stats.dropped_invalid, stats.sent, stats.buffered, len(fake.calls)) == (1, 0, 0, 1)
+    producer.close(timeout=10)
+
+
+def test_drop_policy_bounds_the_queue_and_counts_what_it_drops() -> None:
+    # GIVEN a Kinesis call stuck on the network, and room for 100 queued events
+    fake = FakeKinesis(gate=threading.Event())
+    producer = _producer(fake, max_buffered_events=100, overflow=OverflowPolicy.DROP)
+    first = make_event()
+    producer.emit(first)
+    assert producer.flush(timeout=0.001) is False  # nudges the sender into the stuck call
+    assert fake.entered.wait(10)
+
+    # WHEN 1,000 more events are emitted
+    events = [make_event() for _ in range(1000)]
+    for event in events:
+        producer.emit(event)
+
+    # THEN the queue holds 100, 900 were dropped and counted, and emit() never blocked or grew the buffer
+    stats = producer.stats()
+    assert (stats.queued, stats.dropped_overflow) == (100, 900)
+    # AND once the network recovers the 101 accepted events arrive exactly once
+    fake.gate.set()  # type: ignore[union-attr]
+    assert producer.flush(timeout=30)
+    _assert_exactly_once(fake, [first, *events[:100]])
+    assert producer.stats().sent == 101
+    producer.close(timeout=10)
+
+
+def test_the_byte_budget_stops_intake_while_kinesis_keeps_failing() -> None:
+    # GIVEN a Kinesis failing every entry, a 64 KiB byte budget and room for 50 queued events
+    fake = FakeKinesis(fail_fraction=1.0)
+    budget = 64 * 1024
+    producer = _producer(fake, max_buffered_events=50, max_buffered_bytes=budget, overflow=OverflowPolicy.DROP)
+
+    # WHEN far more events than fit are emitted
+    for _ in range(2000):
+        producer.emit(make_event())
+    producer.flush(timeout=0.2)
+
+    # THEN the sender holds at most the budget (plus the one event that crossed it), the queue at most 50,
+    # and everything else was dropped and counted: nothing grows without bound
+    stats = producer.stats()
+    assert stats.buffered_bytes <= budget + MAX_EVENT_BYTES
+    assert stats.queued <= 50
+    assert stats.dropped_overflow >= 2000 - 50 - budget // 400
+    assert stats.buffered + stats.dropped_overflow + stats.sent == 2000
+    # AND close() gives up after its timeout, counting the rest as unsent
+    assert producer.close(timeout=0.05) is False
+    after = producer.stats()
+    assert after.buffered == 0
+    assert after.dropped_overflow + after.dropped_unsent == 2000
+
+
+def test_block_policy_waits_for_room_then_delivers() -> None:
+    # GIVEN a full queue (10 events) behind a stuck Kinesis call, and the BLOCK policy with a long timeout
+    fake = FakeKinesis(gate=threading.Event())
+    producer = _producer(fake, max_buffered_events=10, overflow=OverflowPolicy.BLOCK, block_timeout_s=30.0)
+    producer.emit(make_event())
+    producer.flush(timeout=0.001)
+    assert fake.entered.wait(10)
+    events = [make_event() for _ in range(10)]
+    for event in events:
+        producer.emit(event)
+    late = make_event()
+
+    # WHEN another thread emits one more
+    emitter = threading.Thread(target=producer.emit, args=(late,))
+    emitter.start()
+    emitter.join(0.1)
+
+    # THEN it waits rather than drop
+    assert emitter.is_alive()
+    assert producer.stats().dropped_overflow == 0
+    # AND when the network recovers, it is accepted and delivered
+    fake.gate.set()  # type: ignore[union-attr]
+    emitter.join(30)
+    assert not emitter.is_alive()
+    assert producer.flush(timeout=30)
+    assert late.event_id in {u.event.event_id for u in deaggregate(fake.stored)}
+    assert producer.stats().dropped == 0
+    producer.close(timeout=10)
+
+
+def test_block_policy_drops_and_counts_after_its_timeout() -> None:
+    fake = FakeKinesis(gate=threading.Event())
+    producer = _producer(fake, max_buffered_events=5, overflow=OverflowPolicy.BLOCK, block_timeout_s=0.01)
+    producer.emit(make_event())
+    producer.flush(timeout=0.001)
+    assert fake.entered.wait(10)
+    for _ in range(6):
+        producer.emit(make_event())
+    assert producer.stats().dropped_overflow == 1
+    fake.gate.set()  # type: ignore[union-attr]
+    assert producer.close(timeout=10)
+    assert producer.stats().sent == 6
+
+
+def test_close_delivers_what_lingers_and_then_refuses_events() -> None:
+    # GIVEN events that would linger for a minute
+    fake = FakeKinesis()
+    producer = _producer(fake, linger_s=60.0)
+    events = [make_event() for _ in range(20)]
+    for event in events:
+        producer.emit(event)
+
+    # WHEN the producer is closed
+    assert producer.close(timeout=10)
+
+    # THEN they were delivered, further emits raise, and closing again is harmless
+    _assert_exactly_once(fake, events)
+    with pytest.raises(ProducerClosedError):
+        producer.emit(make_event())
+    assert producer.close(timeout=1)
+
+
+def test_concurrent_emitters_lose_nothing() -> None:
+    fake = FakeKinesis(fail_fraction=0.1)
+    producer = _producer(fake)
+    batches = [[make_event(f"t{t}") for _ in range(500)] for t in range(8)]
+    threads = [threading.Thread(target=lambda b=b: [producer.emit(e) for e in b]) for b in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert producer.close(timeout=30)
+    _assert_exactly_once(fake, [e for b in batches for e in b])
+
+
+def test_a_hot_tenant_is_spread_over_its_keys() -> None:
+    # GIVEN a tenant spread over 4 partition keys
+    fake = FakeKinesis()
+    producer = _producer(fake, key_spread={"hot": 4})
+    events = [make_event("hot") for _ in range(400)] + [make_event("calm") for _ in range(10)]
+
+    # WHEN its events are sent
+    for event in events:
+        producer.emit(event)
+    assert producer.close(timeout=10)
+
+    # THEN they use hot#0..hot#3, each aggregate still holds one key, and other tenants keep their own key
+    _assert_exactly_once(fake, events)
+    users = deaggregate(fake.stored)
+    assert {u.record_key for u in users if u.event.tenant_id == "hot"} == {"hot#0", "hot#1", "hot#2", "hot#3"}
+    assert {u.record_key for u in users if u.event.tenant_id == "calm"} == {"calm"}
+
+
+def test_an_event_too_large_to_encode_is_dropped_and_counted() -> None:
+    fake = FakeKinesis()
+    producer = _producer(fake)
+    # 16 tags of 256 three-byte characters encode to well over 8 KiB.
+    huge = make_event(tags={f"k{i}": "€" * 256 for i in range(16)})
+    fine = make_event()
+    producer.emit(huge)
+    producer.emit(fine)
+    assert producer.close(timeout=10)
+    assert producer.stats().dropped_invalid == 1
+    _assert_exactly_once(fake, [fine])
+
+
+def test_emit_refuses_what_is_not_an_event() -> None:
+    producer = _producer(FakeKinesis())
+    with pytest.raises(TypeError, match="UsageEvent"):
+        producer.emit({"tenant_id": "acme"})  # type: ignore[arg-type]
+
+
+def test_nothing_starts_until_the_first_event() -> None:
+    producer = _producer(FakeKinesis())
+    assert producer._thread is None
+    assert producer.flush(timeout=1)
+    assert producer.close(timeout=1)
+
+
+def test_buffered_events_are_delivered_at_interpreter_exit() -> None:
+    # GIVEN a script that emits with a long linger and exits without closing
+    script = textwrap.dedent(
+        """
+        import atexit
+        from producers.sdk import ProducerConfig, UsageProducer
+        from tests.unit.sdk.fakes import FakeKinesis, deaggregate, make_event
+
+        fake = FakeKinesis()
+        # atexit runs handlers last-in first-out: this one runs after the producer's (registered on emit).
+        atexit.register(lambda: print("delivered", len(deaggregate(fake.stored))))
+        producer = UsageProducer("usage", kinesis_client=fake, config=ProducerConfig(linger_s=60.0))
+        for _ in range(25):
+            producer.emit(make_event())
+        """
+    )
+    # WHEN it runs
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+    # THEN the exit handler delivered everything
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "delivered 25"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"linger_s": 0}, "linger_s"),
+        ({"max_buffered_events": 0}, "max_buffered_events"),
+        ({"max_buffered_bytes": 100}, "max_buffered_bytes"),
+        ({"max_record_bytes": 2 * 1024 * 1024}, "max_record_bytes"),
+        ({"max_call_records": 501}, "max_call_records"),
+        ({"overflow": "explode"}, "overflow"),
+        ({"backoff_base_s": 1.0, "backoff_cap_s": 0.5}, "backoff_cap_s"),
+        ({"key_spread": {"acme": 0}}, "key_spread[acme]"),
+        ({"key_spread": {"bad tenant": 2}}, "key_spread"),
+    ],
+)
+def test_bad_configuration_names_the_field(overrides: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        ProducerConfig(**overrides)
+    assert info.value.field == field
