@@ -144,7 +144,7 @@ class GatewayApp:
         self.catalog = catalog
         self._quota_state = quota_state
         self._usage_reader = usage_reader
-        self._sink = sink
+        self.sink = sink
         self._clock = clock
         self._metrics = metrics or NullMetrics()
         self._monotonic = monotonic
@@ -408,7 +408,7 @@ class GatewayApp:
             reservation_id=call.gate.reservation_id if call.gate else "",
         )
         try:
-            self._sink.emit(event)
+            self.sink.emit(event)
         except Exception as exc:
             logger.error(
                 "usage event not accepted by the sink",

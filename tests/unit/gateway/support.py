@@ -4,7 +4,9 @@ in-memory store, the simulated model, and a fake consumer that meters events int
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +19,7 @@ from shared.ports import MeteredEvent, StreamPosition, TenantBatch, WindowStore
 from shared.pricing import PriceCatalog, TokenUsage
 from shared.schema import Outcome, UsageEvent
 from shared.tenants import TenantRegistry, hash_api_key
+from shared.windows import MONTH
 
 NOW = datetime(2026, 11, 23, 15, 30, 0, tzinfo=UTC)
 ACME_KEY = "tm_acme_0123456789abcdef"
@@ -173,3 +176,120 @@ class FakeConsumer:
             [TenantBatch(tenant_id, (event,))], now=now, dedupe_horizon=timedelta(hours=1)
         )
         assert all(o.ok for o in outcomes), outcomes
+
+
+class LockedSink:
+    """A thread-safe list sink that a concurrent consumer can drain."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: list[UsageEvent] = []
+        self._taken = 0
+
+    def emit(self, event: UsageEvent) -> None:
+        with self._lock:
+            self._events.append(event)
+
+    def take_new(self) -> list[UsageEvent]:
+        with self._lock:
+            new = self._events[self._taken :]
+            self._taken = len(self._events)
+            return new
+
+    @property
+    def events(self) -> list[UsageEvent]:
+        with self._lock:
+            return list(self._events)
+
+
+@dataclass
+class OvershootRun:
+    limit_nanos: int
+    max_cost_nanos: int
+    instances: int
+    statuses: list[int]
+    metered_nanos: int
+    outstanding_nanos: int
+
+
+def overshoot_run(
+    store: Any,
+    *,
+    tenants: TenantRegistry,
+    api_key: str,
+    tenant_id: str,
+    limit_nanos: int,
+    already_used_nanos: int,
+    instances: int = 2,
+    requests: int = 400,
+    workers: int = 32,
+    concurrent_consumer: bool = True,
+    model_latency_ms: float = 1.0,
+) -> OvershootRun:
+    """Drive one tenant from ``instances`` gateway instances sharing ``store`` with ``requests`` concurrent
+    converse calls (``workers`` threads), while a consumer meters the events as they arrive (or, with
+    ``concurrent_consumer=False``, only at the end: the worst case for async metering). Returns what was
+    metered once everything has been consumed."""
+    from producers.gateway.app import GatewayConfig, build_app
+    from producers.gateway.backends.simulated import SimulatedModel
+
+    consumer = FakeConsumer(store)
+    consumer.add_cost(tenant_id, already_used_nanos, NOW)
+    sinks = [LockedSink() for _ in range(instances)]
+    apps = [
+        build_app(
+            tenants=tenants,
+            quota_state=store,
+            usage_reader=store,
+            sink=sink,
+            backend=SimulatedModel(output_tokens=50, latency_ms=model_latency_ms),
+            clock=lambda: NOW,
+            config=GatewayConfig(quota_cache_ms=1000),
+        )
+        for sink in sinks
+    ]
+    body = json_bytes(converse_body())
+    headers = {"authorization": f"Bearer {api_key}", "content-type": "application/json"}
+    done = threading.Event()
+
+    def consume() -> None:
+        while not done.is_set():
+            for sink in sinks:
+                new = sink.take_new()
+                if new:
+                    consumer.meter(new, NOW)
+            done.wait(0.001)
+
+    def call(i: int) -> int:
+        return apps[i % instances].handle(HttpRequest("POST", "/v1/converse", headers, body)).status
+
+    thread = threading.Thread(target=consume, daemon=True)
+    if concurrent_consumer:
+        thread.start()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        statuses = list(pool.map(call, range(requests)))
+    done.set()
+    if concurrent_consumer:
+        thread.join()
+    for sink in sinks:  # whatever is still in flight to the consumer
+        new = sink.take_new()
+        if new:
+            consumer.meter(new, NOW)
+    outstanding = store.outstanding_reservations(tenant_id, NOW) if hasattr(store, "outstanding_reservations") else {}
+    return OvershootRun(
+        limit_nanos=limit_nanos,
+        max_cost_nanos=MAX_COST_NANOS,
+        instances=instances,
+        statuses=statuses,
+        metered_nanos=store.window_totals(tenant_id, [MONTH], NOW)["month"].cost_nanos,
+        outstanding_nanos=sum(outstanding.values()),
+    )
+
+
+def json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
+# converse_body() on Claude 3.5 Haiku: input bound 24 bytes + 8 per message + 64 = 96 tokens, priced at the
+# dearer cache-write rate ($1.00 per 1M) -> 96 * 1.00 + 200 max output * 4.00 = 896 micro-dollars.
+MAX_COST_NANOS = 896_000
