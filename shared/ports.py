@@ -180,6 +180,9 @@ class MeteredEvent:
     cache_write_tokens: int = 0
     cost_nanos: int = 0
     reservation_id: str = ""
+    # 1 for a model call (success or model_error); 0 for a call the gateway denied or Bedrock throttled, which
+    # is kept for dedupe and reservations but is not a request against quotas.
+    requests: int = 1
 
     @property
     def totals(self) -> Totals:
@@ -188,7 +191,7 @@ class MeteredEvent:
             self.output_tokens,
             self.cache_read_tokens,
             self.cache_write_tokens,
-            1,
+            self.requests,
             self.cost_nanos,
         )
 
@@ -279,4 +282,26 @@ class UsageIndex(Protocol):
 
     def top_tenants(self, window: Window, metric: Metric, now: datetime, limit: int = 10) -> list[tuple[str, Totals]]:
         """The ``limit`` tenants with the highest ``metric`` over ``window`` at ``now``, highest first."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AlertMessage:
+    """One alert to publish: to each severity topic in ``severities`` (info, warning, critical) and, when set,
+    to the tenant's own contact topic. ``level`` is an AlertLevel label, or ``spike`` / ``projection``."""
+
+    tenant_id: str
+    tier: str
+    level: str
+    window: str
+    metric: str
+    summary: str
+    severities: tuple[str, ...]
+    tenant_topic_arn: str = ""
+    detail: dict[str, str | int] = field(default_factory=dict)
+
+
+class AlertPublisher(Protocol):
+    def publish(self, alert: AlertMessage) -> None:
+        """Publish or raise; the consumer retries the batch's records when this raises."""
         ...

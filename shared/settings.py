@@ -21,8 +21,14 @@ ENV_VARS: Final[dict[str, tuple[frozenset[str], str]]] = {}
 
 
 def declare(name: str, components: str, meaning: str) -> str:
-    """Register an environment variable (at import of the settings module that reads it)."""
-    ENV_VARS[name] = (frozenset(components.split(",")), meaning)
+    """Register an environment variable (at import of the settings module that reads it). A variable read by
+    several components (e.g. TM_REDIS_URL) is declared by each: the components add up, the first meaning stays."""
+    readers = frozenset(components.split(","))
+    if name in ENV_VARS:
+        known, first_meaning = ENV_VARS[name]
+        ENV_VARS[name] = (known | readers, first_meaning)
+    else:
+        ENV_VARS[name] = (readers, meaning)
     return name
 
 

@@ -108,7 +108,7 @@ def aggregate(events: Iterable[MeteredEvent]) -> dict[BucketKey, dict[str, Total
             event.output_tokens,
             event.cache_read_tokens,
             event.cache_write_tokens,
-            1,
+            event.requests,
             event.cost_nanos,
         )
         for granularity in Granularity:

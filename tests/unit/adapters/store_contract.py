@@ -68,7 +68,7 @@ def expected(events: Iterable[MeteredEvent], window: Window, now: datetime) -> T
     for e in events:
         if bucket_id(window.granularity, e.occurred_at) in buckets:
             total = total + Totals(
-                e.input_tokens, e.output_tokens, e.cache_read_tokens, e.cache_write_tokens, 1, e.cost_nanos
+                e.input_tokens, e.output_tokens, e.cache_read_tokens, e.cache_write_tokens, e.requests, e.cost_nanos
             )
     return total
 

@@ -1,0 +1,261 @@
+"""Alert rules: from a tenant's window totals to findings (pure: no I/O, time passed in).
+
+Three kinds of finding, each made once per level per period by an AlertMark the caller raises atomically:
+
+- **quota**: for each of the tenant's quota rules, ``alert_level_for(used, limit, thresholds)``. The level's
+  action (per tier) says which severity topics hear it, whether the tenant's contact topic does, whether the
+  gateway switches to reserved admission (hard cost quotas), and whether a hard quota blocks. Soft quotas
+  never block. Period: ``window_period_id`` (the calendar bucket; the hour for 1m/5m, the day for 60m).
+- **spike**: the last 5 minutes' tokens are at least ``SPIKE_FACTOR`` times the tenant's own baseline, the
+  average 5 minutes of the 60 minutes before them, and at least ``SPIKE_MIN_TOKENS``. Steady growth moves the
+  baseline with it and never fires; a sudden jump does. Once per tenant per clock hour.
+- **projection**: for day and month quotas on tokens or cost, not yet exhausted: at the last 60 minutes'
+  rate the quota runs out before the window resets. Once per tenant per quota per period.
+
+Spike and projection alerts use the topics (and tenant notification) of the tier's ``warning`` action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Final
+
+from shared.decisions import AlertLevel, BlockRecord, Metric, alert_level_for
+from shared.money import format_usd
+from shared.ports import AlertMark, AlertMessage, ReserveFlag, Totals
+from shared.tenants import QuotaRule, Tenant
+from shared.windows import (
+    MINUTE_5,
+    MINUTE_60,
+    Granularity,
+    Window,
+    bucket_id,
+    next_bucket_start,
+    parse_bucket_id,
+    window_period_id,
+    window_reset,
+)
+
+SPIKE_FACTOR: Final = 5
+SPIKE_MIN_TOKENS: Final = 50_000
+# The spike baseline needs the 60 minutes before the last 5: read as one 65-minute sliding window.
+MINUTE_65: Final = Window("65m", Granularity.MINUTE, 65, sliding=True)
+PROJECTED_WINDOWS: Final = frozenset({"day", "month"})
+
+_WINDOW_WORDS: Final = {
+    "1m": "1-minute",
+    "5m": "5-minute",
+    "60m": "60-minute",
+    "hour": "hourly",
+    "day": "daily",
+    "month": "monthly",
+}
+_METRIC_WORDS: Final = {Metric.COST: "cost", Metric.TOKENS: "token", Metric.REQUESTS: "request"}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something to act on if its mark is newly raised: publish ``alert``; maybe write ``block`` / ``reserve``."""
+
+    mark: AlertMark
+    alert: AlertMessage | None
+    block: BlockRecord | None = None
+    reserve: ReserveFlag | None = None
+
+
+def read_windows(tenant: Tenant) -> tuple[Window, ...]:
+    """The windows the store must read back for this tenant after a batch."""
+    windows: dict[str, Window] = {w.name: w for w in (MINUTE_5, MINUTE_60, MINUTE_65)}
+    for rule in tenant.quotas:
+        windows[rule.window.name] = rule.window
+    return tuple(windows.values())
+
+
+def fmt_amount(metric: Metric, value: int) -> str:
+    if metric is Metric.COST:
+        return format_usd(value)
+    unit = "tokens" if metric is Metric.TOKENS else "requests"
+    return f"{value:,} {unit}"
+
+
+def _percent(used: int, limit: int) -> str:
+    if limit == 0:
+        return "over 100%"
+    return f"{(Decimal(used) * 100 / limit).quantize(Decimal(1), rounding=ROUND_HALF_UP)}%"
+
+
+def _period_end(window: Window, now: datetime) -> datetime:
+    period = window_period_id(window, now)
+    if not window.sliding:
+        return next_bucket_start(window.granularity, now)
+    granularity = Granularity.DAY if len(period) == 8 else Granularity.HOUR
+    return next_bucket_start(granularity, parse_bucket_id(granularity, period))
+
+
+def _mark(tenant: Tenant, rule: str, period: str, level: int, ends: datetime) -> AlertMark:
+    return AlertMark(tenant.tenant_id, rule, period, level, ends + timedelta(days=1))
+
+
+def _message(
+    tenant: Tenant,
+    level: str,
+    window: Window,
+    metric: Metric,
+    summary: str,
+    action_level: AlertLevel,
+    **detail: str | int,
+) -> AlertMessage:
+    action = tenant.tier.action_for(action_level)
+    return AlertMessage(
+        tenant_id=tenant.tenant_id,
+        tier=tenant.tier.name,
+        level=level,
+        window=window.name,
+        metric=metric.value,
+        summary=summary,
+        severities=action.topics,
+        tenant_topic_arn=tenant.contact_topic_arn if action.notify_tenant else "",
+        detail=dict(detail),
+    )
+
+
+def evaluate(tenant: Tenant, totals: Mapping[str, Totals], now: datetime) -> list[Finding]:
+    findings: list[Finding] = []
+    for rule in tenant.quotas:
+        if rule.window.name in totals:
+            findings.extend(_quota_findings(tenant, rule, totals[rule.window.name], now))
+            projection = _projection(tenant, rule, totals, now)
+            if projection is not None:
+                findings.append(projection)
+    spike = _spike(tenant, totals, now)
+    if spike is not None:
+        findings.append(spike)
+    return findings
+
+
+def _quota_findings(tenant: Tenant, rule: QuotaRule, total: Totals, now: datetime) -> list[Finding]:
+    used = total.value(rule.metric)
+    decision = alert_level_for(used, rule.limit, tenant.thresholds)
+    if decision.level is AlertLevel.OK:
+        return []
+    window, metric = rule.window, rule.metric
+    level = decision.level
+    action = tenant.tier.action_for(level)
+    reset = window_reset(window, now)
+    name = f"{_WINDOW_WORDS.get(window.name, window.name)} {_METRIC_WORDS[metric]} quota"
+    kind = "" if rule.hard else " (soft)"
+    summary = (
+        f"tenant {tenant.tenant_id} ({tenant.tier.name}) at {_percent(used, rule.limit)} of its {name}{kind}: "
+        f"{fmt_amount(metric, used)} of {fmt_amount(metric, rule.limit)}"
+    )
+    blocking = level is AlertLevel.EXHAUSTED and action.block and rule.hard
+    block = None
+    if blocking:
+        block = BlockRecord(
+            tenant.tenant_id,
+            window.name,
+            f"{name} exhausted: {fmt_amount(metric, used)} of {fmt_amount(metric, rule.limit)}",
+            reset,
+        )
+        summary += f"; blocked until {reset:%Y-%m-%d %H:%M} UTC"
+    severities = action.topics
+    if blocking and "critical" not in severities:
+        severities = (*severities, "critical")  # a cut-off always pages
+    message = _message(
+        tenant,
+        level.label,
+        window,
+        metric,
+        summary,
+        level,
+        used=used,
+        limit=rule.limit,
+        period=window_period_id(window, now),
+        hard=int(rule.hard),
+    )
+    message = replace(message, severities=severities)
+    rule_key = f"quota|{window.name}|{metric.value}"
+    period = window_period_id(window, now)
+    findings = [Finding(_mark(tenant, rule_key, period, int(level), _period_end(window, now)), message)]
+    reserve_from = tenant.tier.reserve_from()
+    if rule.hard and metric is Metric.COST and reserve_from is not None and level >= reserve_from:
+        flag = ReserveFlag(tenant.tenant_id, window.name, level, rule.limit, reset)
+        findings.append(
+            Finding(
+                _mark(tenant, f"reserve|{window.name}|{metric.value}", period, int(level), reset), None, reserve=flag
+            )
+        )
+    if block is not None:
+        # A block is written once per reset time: for a sliding window each new exhaustion after the previous
+        # block lifted blocks again, while an operator's lift of a calendar block holds for the period.
+        findings.append(
+            Finding(
+                _mark(tenant, f"block|{window.name}|{metric.value}", bucket_id(Granularity.MINUTE, reset), 1, reset),
+                None,
+                block=block,
+            )
+        )
+    return findings
+
+
+def _projection(tenant: Tenant, rule: QuotaRule, totals: Mapping[str, Totals], now: datetime) -> Finding | None:
+    window, metric = rule.window, rule.metric
+    if window.name not in PROJECTED_WINDOWS or metric is Metric.REQUESTS or "60m" not in totals:
+        return None
+    used = totals[window.name].value(metric)
+    limit_at = int(tenant.thresholds.exhausted * rule.limit)
+    hourly = totals["60m"].value(metric)
+    if used >= limit_at or hourly <= 0:
+        return None
+    reset = window_reset(window, now)
+    seconds_left = (reset - now).total_seconds()
+    # Integer arithmetic on the quantities; the time is the only float, and only for when, not how much.
+    seconds_to_exhaust = (limit_at - used) * 3600 / hourly
+    if seconds_to_exhaust >= seconds_left:
+        return None
+    when = now + timedelta(seconds=seconds_to_exhaust)
+    name = f"{_WINDOW_WORDS.get(window.name, window.name)} {_METRIC_WORDS[metric]} quota"
+    summary = (
+        f"tenant {tenant.tenant_id} ({tenant.tier.name}) will exhaust its {name} around {when:%Y-%m-%d %H:%M} UTC, "
+        f"before it resets at {reset:%Y-%m-%d %H:%M} UTC, at the last hour's rate of {fmt_amount(metric, hourly)}/h: "
+        f"{fmt_amount(metric, used)} of {fmt_amount(metric, rule.limit)} used"
+    )
+    message = _message(
+        tenant, "projection", window, metric, summary, AlertLevel.WARNING, used=used, limit=rule.limit, hourly=hourly
+    )
+    period = window_period_id(window, now)
+    return Finding(_mark(tenant, f"projection|{window.name}|{metric.value}", period, 1, reset), message)
+
+
+def spike_baseline(totals: Mapping[str, Totals]) -> tuple[int, int] | None:
+    """(tokens in the last 5 minutes, average tokens per 5 minutes over the 60 minutes before them)."""
+    if "5m" not in totals or "65m" not in totals:
+        return None
+    recent = totals["5m"].tokens
+    before = totals["65m"].tokens - recent
+    return recent, before // 12
+
+
+def is_spike(recent: int, baseline: int) -> bool:
+    return recent >= SPIKE_MIN_TOKENS and recent >= SPIKE_FACTOR * max(baseline, 1)
+
+
+def _spike(tenant: Tenant, totals: Mapping[str, Totals], now: datetime) -> Finding | None:
+    sample = spike_baseline(totals)
+    if sample is None or not is_spike(*sample):
+        return None
+    recent, baseline = sample
+    ratio = f"{recent / baseline:.1f}x" if baseline else "from nothing"
+    summary = (
+        f"tenant {tenant.tenant_id} ({tenant.tier.name}) token spike: {recent:,} tokens in the last 5 minutes, "
+        f"{ratio} its baseline of {baseline:,} per 5 minutes over the hour before"
+    )
+    message = _message(
+        tenant, "spike", MINUTE_5, Metric.TOKENS, summary, AlertLevel.WARNING, recent=recent, baseline=baseline
+    )
+    period = bucket_id(Granularity.HOUR, now)
+    ends = next_bucket_start(Granularity.HOUR, now)
+    return Finding(_mark(tenant, "spike|tokens", period, 1, ends), message)

@@ -1,0 +1,292 @@
+"""One Kinesis batch, end to end: split, validate, meter, store once, alert, quarantine, report failures.
+
+Data flows one way: records are parsed here, the core decides (shared.store_layout's dedupe rule,
+alert_rules), and adapters behind the ports do the I/O. What may fail and what happens then:
+
+- the store cannot apply a tenant's batch: that tenant's records are reported in ``batchItemFailures``
+  (Lambda redelivers from the lowest; the dedupe rule makes the redelivery count only what was not stored);
+- marking, blocking, flagging or publishing an alert fails: the marks just raised are restored and the
+  tenant's records are reported failed, so the redelivery (all duplicates by then) evaluates again;
+- the quarantine destination fails: those records are reported failed. Bad records positioned after the
+  lowest failure are left for the redelivery rather than quarantined twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol, cast
+
+from consumers.metering.alert_rules import Finding, evaluate, read_windows
+from consumers.metering.records import split_records
+from consumers.metering.validate import Meter
+from shared.ports import (
+    AlertMarks,
+    AlertPublisher,
+    MeteredEvent,
+    QuarantinedRecord,
+    QuarantineSink,
+    QuotaState,
+    TenantBatch,
+    WindowStore,
+)
+from shared.tenants import TenantRegistry
+
+logger = logging.getLogger(__name__)
+
+
+class ConsumerStore(WindowStore, AlertMarks, QuotaState, Protocol):
+    """Everything the consumer needs from one store."""
+
+
+class LogSink(Protocol):
+    def info(self, msg: object, *args: object, **kwargs: Any) -> None: ...
+
+    def warning(self, msg: object, *args: object, **kwargs: Any) -> None: ...
+
+    def error(self, msg: object, *args: object, **kwargs: Any) -> None: ...
+
+
+@dataclass
+class BatchResult:
+    failures: list[str] = field(default_factory=list)  # Kinesis sequence numbers, ascending
+    records: int = 0
+    events: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    quarantined: Counter[str] = field(default_factory=Counter)
+    fallback_priced: int = 0
+    alerts_published: int = 0
+    blocks_written: int = 0
+    reserve_flags_written: int = 0
+    tenants: int = 0
+    oldest_arrival: float | None = None
+
+    def response(self) -> dict[str, list[dict[str, str]]]:
+        return {"batchItemFailures": [{"itemIdentifier": seq} for seq in self.failures]}
+
+
+class MarkCache:
+    """Marks this container already knows are stored at a level: saves a store call per tenant per batch for
+    tenants sitting at a level. Marks only rise within a period, so a stale entry can only be too low."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self._known: dict[tuple[str, str, str], int] = {}
+        self._limit = limit
+
+    def known(self, tenant_id: str, rule: str, period: str) -> int:
+        return self._known.get((tenant_id, rule, period), 0)
+
+    def remember(self, tenant_id: str, rule: str, period: str, level: int) -> None:
+        if len(self._known) >= self._limit:
+            self._known.clear()
+        key = (tenant_id, rule, period)
+        self._known[key] = max(level, self._known.get(key, 0))
+
+
+class MeteringService:
+    def __init__(
+        self,
+        *,
+        store: ConsumerStore,
+        alerts: AlertPublisher,
+        quarantine: QuarantineSink,
+        tenants: TenantRegistry,
+        meter: Meter,
+        dedupe_horizon: timedelta,
+        log: LogSink | None = None,
+    ) -> None:
+        self.store = store
+        self.alerts = alerts
+        self.quarantine = quarantine
+        self.tenants = tenants
+        self.meter = meter
+        self.dedupe_horizon = dedupe_horizon
+        self.log: LogSink = log or cast(LogSink, logger)
+        self.marks = MarkCache()
+
+    def process(self, records: Sequence[Mapping[str, Any]], now: datetime) -> BatchResult:
+        result = BatchResult(records=len(records))
+        split = split_records(records)
+        result.oldest_arrival = split.oldest_arrival
+        bad: list[QuarantinedRecord] = list(split.quarantined)
+        by_tenant: dict[str, list[MeteredEvent]] = {}
+        items: dict[str, set[str]] = {}
+        for record in split.records:
+            metered = self.meter.meter(record)
+            if isinstance(metered, QuarantinedRecord):
+                bad.append(metered)
+                continue
+            event, fallback = metered
+            if fallback:
+                result.fallback_priced += 1
+                self.log.warning(
+                    "model not in the price catalog: priced by the fallback",
+                    extra={"tenant_id": event.tenant_id, "model": event.model, "event_id": event.event_id},
+                )
+            by_tenant.setdefault(event.tenant_id, []).append(event)
+            items.setdefault(event.tenant_id, set()).add(record.item_id)
+        result.events = sum(len(v) for v in by_tenant.values())
+        result.tenants = len(by_tenant)
+        failed: set[str] = set()
+        applied_tenants = self._apply(by_tenant, items, now, result, failed)
+        self._alert(applied_tenants, items, now, result, failed)
+        self._quarantine(bad, failed, result)
+        result.failures = sorted(failed, key=int)
+        return result
+
+    # --- store -------------------------------------------------------------------------------------------
+
+    def _apply(
+        self,
+        by_tenant: Mapping[str, list[MeteredEvent]],
+        items: Mapping[str, set[str]],
+        now: datetime,
+        result: BatchResult,
+        failed: set[str],
+    ) -> dict[str, Mapping[str, Any]]:
+        if not by_tenant:
+            return {}
+        batches = [TenantBatch(t, tuple(events), read_windows(self.tenants.get(t))) for t, events in by_tenant.items()]
+        try:
+            outcomes = self.store.apply_usage(batches, now=now, dedupe_horizon=self.dedupe_horizon)
+        except Exception:  # a store adapter should answer ok=False, but never report success for an unstored record
+            self.log.error("store apply failed for the whole batch", exc_info=True)
+            for ids in items.values():
+                failed.update(ids)
+            return {}
+        applied: dict[str, Mapping[str, Any]] = {}
+        for outcome in outcomes:
+            if not outcome.ok:
+                failed.update(items[outcome.tenant_id])
+                self.log.warning(
+                    "store could not apply a tenant's events: reporting them for retry",
+                    extra={"tenant_id": outcome.tenant_id, "error": outcome.error},
+                )
+                continue
+            result.applied += outcome.applied
+            result.duplicates += outcome.duplicates
+            applied[outcome.tenant_id] = outcome.totals
+        return applied
+
+    # --- alerts ------------------------------------------------------------------------------------------
+
+    def _alert(
+        self,
+        totals_by_tenant: Mapping[str, Mapping[str, Any]],
+        items: Mapping[str, set[str]],
+        now: datetime,
+        result: BatchResult,
+        failed: set[str],
+    ) -> None:
+        candidates: list[Finding] = []
+        for tenant_id, totals in totals_by_tenant.items():
+            for finding in evaluate(self.tenants.get(tenant_id), totals, now):
+                m = finding.mark
+                if self.marks.known(m.tenant_id, m.rule, m.period) < m.level:
+                    candidates.append(finding)
+        if not candidates:
+            return
+        try:
+            previous = self.store.raise_marks([f.mark for f in candidates])
+        except Exception:
+            self.log.error("could not raise alert marks: reporting the tenants' records for retry", exc_info=True)
+            for finding in candidates:
+                failed.update(items[finding.mark.tenant_id])
+            return
+        raised: dict[str, list[tuple[Finding, int]]] = {}
+        for finding, prev in zip(candidates, previous, strict=True):
+            m = finding.mark
+            if prev >= m.level:
+                self.marks.remember(m.tenant_id, m.rule, m.period, prev)
+            else:
+                raised.setdefault(m.tenant_id, []).append((finding, prev))
+        for tenant_id, findings in raised.items():
+            self._act(tenant_id, findings, items, result, failed)
+
+    def _act(
+        self,
+        tenant_id: str,
+        findings: Sequence[tuple[Finding, int]],
+        items: Mapping[str, set[str]],
+        result: BatchResult,
+        failed: set[str],
+    ) -> None:
+        done = {"blocks": 0, "flags": 0, "alerts": 0}
+        try:
+            for finding, _ in findings:
+                if finding.block is not None:
+                    self.store.set_block(finding.block)
+                    done["blocks"] += 1
+                if finding.reserve is not None:
+                    self.store.set_reserve_flag(finding.reserve)
+                    done["flags"] += 1
+            for finding, _ in findings:
+                if finding.alert is not None:
+                    self.alerts.publish(finding.alert)
+                    done["alerts"] += 1
+                    self.log.info(
+                        "alert published",
+                        extra={
+                            "tenant_id": tenant_id,
+                            "level": finding.alert.level,
+                            "window": finding.alert.window,
+                            "metric": finding.alert.metric,
+                        },
+                    )
+        except Exception:
+            self.log.error(
+                "alert actions failed: restoring marks and reporting the tenant's records for retry",
+                extra={"tenant_id": tenant_id},
+                exc_info=True,
+            )
+            for finding, prev in findings:
+                try:
+                    self.store.restore_mark(finding.mark, prev)
+                except Exception:
+                    self.log.error("could not restore an alert mark", extra={"tenant_id": tenant_id}, exc_info=True)
+            failed.update(items[tenant_id])
+            return
+        finally:
+            result.blocks_written += done["blocks"]
+            result.reserve_flags_written += done["flags"]
+            result.alerts_published += done["alerts"]
+        for finding, _ in findings:
+            m = finding.mark
+            self.marks.remember(m.tenant_id, m.rule, m.period, m.level)
+
+    # --- quarantine --------------------------------------------------------------------------------------
+
+    def _quarantine(self, bad: Iterable[QuarantinedRecord], failed: set[str], result: BatchResult) -> None:
+        lowest = min((int(s) for s in failed), default=None)
+        now_records: list[QuarantinedRecord] = []
+        for record in bad:
+            seq = int(record.sequence_number) if record.sequence_number else None
+            if lowest is not None and seq is not None and seq >= lowest:
+                continue  # redelivered anyway: quarantine it then, once
+            now_records.append(record)
+        if not now_records:
+            return
+        try:
+            self.quarantine.quarantine(now_records)
+        except Exception:
+            if any(not r.sequence_number for r in now_records):
+                raise  # a record we cannot name in batchItemFailures: fail the whole batch rather than lose it
+            self.log.error("quarantine destination failed: reporting the records for retry", exc_info=True)
+            failed.update(r.sequence_number for r in now_records)
+            return
+        for record in now_records:
+            result.quarantined[record.reason] += 1
+            self.log.warning(
+                "record quarantined",
+                extra={
+                    "reason": record.reason,
+                    "shard_id": record.shard_id,
+                    "sequence_number": record.sequence_number,
+                    "sub_sequence_number": record.sub_sequence_number,
+                    **{f"detail_{k}": v for k, v in record.detail.items()},
+                },
+            )

@@ -1,0 +1,650 @@
+"""RedisStore: every store port over Redis (ElastiCache in AWS), Cluster-safe, one Lua script per tenant per batch.
+
+Keys (all of a tenant's carry the hash tag ``{tenant}``, so one tenant's keys share a Cluster slot and one
+script may touch them all; every key a script touches is passed in KEYS):
+
+- ``tm:{T}:min`` hash, the minute ring: 128 slots (unix minute mod 128); ``s<slot>`` holds the minute a slot
+  counts, ``<slot>|i,o,r,w,n,c`` its counters. Expires 3 h after the last write.
+- ``tm:{T}:h:<YYYYMMDDHH>`` hash, hour totals ``t|<code>``. Expires at bucket end + 2 days.
+- ``tm:{T}:d:<YYYYMMDD>`` hash, day totals, ``m|c|a<SEP>value|<code>`` dimensions and
+  ``x<SEP>model<SEP>cc<SEP>app|<code>`` combinations (the daily report). Bucket end + 40 days.
+- ``tm:{T}:mo:<YYYYMM>`` hash, month totals and model/costCenter/applicationId dimensions. Bucket end + 400 days.
+- ``tm:{T}:ev:<YYYYMMDDHH>`` set of 12-byte digests of event ids that occurred in that hour. Expires the dedupe
+  horizon after its last write.
+- ``tm:{T}:hwm`` hash, ``shard|partition key`` -> highest applied position (64-digit sequence + 10-digit sub).
+  Expires 8 days after the last write.
+- ``tm:{T}:res`` hash, reservation id -> ``amount|expires_ms``; expires with the longest reservation.
+- ``tm:{T}:blk`` / ``tm:{T}:rsv`` hashes, window -> block record / reserve flag (JSON). 400 days.
+- ``tm:{T}:al:<period>`` hash, alert rule -> highest level marked in that period. Period end + 1 day.
+- ``tm:active:{<YYYYMMDD>}`` set of tenants with usage that day (the CLI's `top`, the daily report). 40 days.
+
+Apply protocol (per tenant, atomic): Python aggregates the batch assuming only in-batch repeats are
+duplicates (or what this container already knows from earlier high-water marks) and sends the aggregated
+increments with the per-event dedupe facts. The script checks each event (position vs the stored high-water
+mark, SADD of its digest); if the duplicates are not the expected ones it undoes its SADDs and answers with the
+real ones, and Python re-aggregates and sends again. Otherwise it applies everything and reads back the windows
+asked for. So Redis work is one SADD per event plus a few HINCRBYs per tenant and dimension, in one round trip
+for the whole batch (pipelined).
+
+Sums of sliding windows are done in Lua numbers (doubles): exact below 2^53, i.e. below $9,007,199 of cost per
+tenant per sliding window. Calendar counters are HINCRBY on 64-bit integers and read back as strings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import redis
+from redis.commands.core import Script
+
+from shared.decisions import AlertLevel, BlockRecord, Metric
+from shared.ports import (
+    AlertMark,
+    ApplyOutcome,
+    MeteredEvent,
+    QuotaStatus,
+    ReserveFlag,
+    RollupRow,
+    TenantBatch,
+    Totals,
+)
+from shared.store_layout import (
+    COUNTERS,
+    DIM_NAMES,
+    HWM_RETENTION,
+    Dim,
+    aggregate,
+    dedupe_bucket,
+    event_digest,
+    fields_to_totals,
+    parse_dim_prefix,
+    rank_tenants,
+    totals_to_fields,
+    window_days,
+)
+from shared.windows import (
+    BUCKET_RETENTION,
+    Granularity,
+    Window,
+    bucket_id,
+    next_bucket_start,
+    parse_bucket_id,
+)
+
+RING_SLOTS: Final = 128
+RING_TTL_S: Final = 3 * 3600
+INDEX_TTL_S: Final = 40 * 86400
+STATE_TTL_S: Final = 400 * 86400
+CHUNK: Final = 250  # tenants per pipeline: bounds request size and reply memory
+_GRAN_KEY: Final = {Granularity.HOUR: "h", Granularity.DAY: "d", Granularity.MONTH: "mo"}
+_TOTAL_FIELDS: Final = tuple(f"t|{c}" for c in COUNTERS)
+
+# Shared Lua: read calendar totals and sliding sums. ARGV from index i:
+#   ncal, then ncal KEYS indexes; now_minute, nsliding, then nsliding lengths (minutes).
+_LUA_READ: Final = """
+local CODES = {'i','o','r','w','n','c'}
+local function read_windows(ring, i, out)
+  local ncal = tonumber(ARGV[i]); i = i + 1
+  for c = 1, ncal do
+    local v = redis.call('HMGET', KEYS[tonumber(ARGV[i])], 't|i','t|o','t|r','t|w','t|n','t|c')
+    i = i + 1
+    for f = 1, 6 do out[#out+1] = v[f] or '0' end
+  end
+  local nowm = tonumber(ARGV[i]); local nsl = tonumber(ARGV[i+1]); i = i + 2
+  if nsl > 0 then
+    local lens = {}; local maxn = 0
+    for s = 1, nsl do lens[s] = tonumber(ARGV[i]); i = i + 1; if lens[s] > maxn then maxn = lens[s] end end
+    local sf = {}
+    for k = 0, maxn - 1 do sf[k+1] = 's' .. ((nowm - k) % 128) end
+    local stamps = redis.call('HMGET', ring, unpack(sf))
+    local valid = {}; local fields = {}
+    for k = 0, maxn - 1 do
+      if tonumber(stamps[k+1]) == nowm - k then
+        local slot = (nowm - k) % 128
+        valid[#valid+1] = k
+        for f = 1, 6 do fields[#fields+1] = slot .. '|' .. CODES[f] end
+      end
+    end
+    local sums = {}
+    for s = 1, nsl do sums[s] = {0,0,0,0,0,0} end
+    if #fields > 0 then
+      local vals = redis.call('HMGET', ring, unpack(fields))
+      for j = 1, #valid do
+        local k = valid[j]
+        for f = 1, 6 do
+          local x = tonumber(vals[(j-1)*6 + f]) or 0
+          if x ~= 0 then
+            for s = 1, nsl do if k < lens[s] then sums[s][f] = sums[s][f] + x end end
+          end
+        end
+      end
+    end
+    for s = 1, nsl do for f = 1, 6 do out[#out+1] = sums[s][f] end end
+  end
+  return i
+end
+"""
+
+# KEYS: 1 hwm, 2 ring, 3 reservations, then bucket and event-id keys (by index).
+# ARGV: 1 horizon_s, 2 hwm_ttl_s, 3 ring_ttl_s, 4 nevents, then per event: stream field, position,
+#   ev-key index, digest, expected dup (0/1); nstreams then (field, max position)*; nbuckets then
+#   (key index, ttl, nfields, (field, incr)*)*; nring then (minute, 6 counters)*; nsettle then ids*; reads.
+_LUA_APPLY: Final = (
+    _LUA_READ
+    + """
+local hwm, ring = KEYS[1], KEYS[2]
+local nev = tonumber(ARGV[4])
+local i = 5
+local stored, added, flags, batch = {}, {}, {}, {}
+local mismatch = false
+for e = 1, nev do
+  local sf, pos, ek, dg, exp = ARGV[i], ARGV[i+1], KEYS[tonumber(ARGV[i+2])], ARGV[i+3], ARGV[i+4]
+  i = i + 5
+  local s = stored[sf]
+  if s == nil then s = redis.call('HGET', hwm, sf); stored[sf] = s end
+  local dup = '0'
+  if (s and pos <= s) or batch[dg] then
+    dup = '1'
+  elseif redis.call('SADD', ek, dg) == 1 then
+    added[#added+1] = ek; added[#added+1] = dg
+  else
+    dup = '1'
+  end
+  batch[dg] = true
+  flags[e] = dup
+  if dup ~= exp then mismatch = true end
+end
+if mismatch then
+  for j = 1, #added, 2 do redis.call('SREM', added[j], added[j+1]) end
+  return {0, table.concat(flags)}
+end
+local touched = {}
+for j = 1, #added, 2 do touched[added[j]] = true end
+for k, _ in pairs(touched) do redis.call('EXPIRE', k, ARGV[1]) end
+local nst = tonumber(ARGV[i]); i = i + 1
+for s = 1, nst do
+  local sf, mp = ARGV[i], ARGV[i+1]; i = i + 2
+  local cur = stored[sf]
+  if cur == nil then cur = redis.call('HGET', hwm, sf) end
+  if (not cur) or mp > cur then redis.call('HSET', hwm, sf, mp) end
+end
+if nst > 0 then redis.call('EXPIRE', hwm, ARGV[2]) end
+local nb = tonumber(ARGV[i]); i = i + 1
+for b = 1, nb do
+  local key = KEYS[tonumber(ARGV[i])]; local ttl = ARGV[i+1]; local nf = tonumber(ARGV[i+2]); i = i + 3
+  for f = 1, nf do redis.call('HINCRBY', key, ARGV[i], ARGV[i+1]); i = i + 2 end
+  redis.call('EXPIRE', key, ttl)
+end
+local nr = tonumber(ARGV[i]); i = i + 1
+for r = 1, nr do
+  local m = tonumber(ARGV[i]); local slot = m % 128; local sfield = 's' .. slot
+  local st = tonumber(redis.call('HGET', ring, sfield) or '-1')
+  if st < m then
+    redis.call('HSET', ring, sfield, m, slot..'|i', ARGV[i+1], slot..'|o', ARGV[i+2], slot..'|r', ARGV[i+3],
+      slot..'|w', ARGV[i+4], slot..'|n', ARGV[i+5], slot..'|c', ARGV[i+6])
+  elseif st == m then
+    for f = 1, 6 do
+      if ARGV[i+f] ~= '0' then redis.call('HINCRBY', ring, slot .. '|' .. CODES[f], ARGV[i+f]) end
+    end
+  end
+  i = i + 7
+end
+if nr > 0 then redis.call('EXPIRE', ring, ARGV[3]) end
+local nset = tonumber(ARGV[i]); i = i + 1
+if nset > 0 then
+  local ids = {}
+  for s = 1, nset do ids[s] = ARGV[i]; i = i + 1 end
+  redis.call('HDEL', KEYS[3], unpack(ids))
+end
+local out = {1}
+read_windows(ring, i, out)
+return out
+"""
+)
+
+# KEYS: 1 ring, then calendar keys. ARGV: reads.
+_LUA_READ_ONLY: Final = (
+    _LUA_READ
+    + """
+local out = {}
+read_windows(KEYS[1], 1, out)
+return out
+"""
+)
+
+# KEYS: 1 reservations, 2 ring, 3 calendar key (or the ring again). ARGV: 1 id, 2 amount, 3 limit, 4 now_ms,
+#   5 expires_ms, then reads (one window: its cost is the metered cost).
+_LUA_RESERVE: Final = (
+    _LUA_READ
+    + """
+local res = KEYS[1]
+local now = tonumber(ARGV[4])
+local all = redis.call('HGETALL', res)
+local outstanding = 0
+local longest = tonumber(ARGV[5])
+for j = 1, #all, 2 do
+  local rid, val = all[j], all[j+1]
+  local sep = string.find(val, '|', 1, true)
+  local amount, exp = tonumber(string.sub(val, 1, sep - 1)), tonumber(string.sub(val, sep + 1))
+  if exp <= now then
+    redis.call('HDEL', res, rid)
+  elseif rid ~= ARGV[1] then
+    outstanding = outstanding + amount
+    if exp > longest then longest = exp end
+  end
+end
+local out = {}
+read_windows(KEYS[2], 6, out)
+local metered = tonumber(out[6]) or 0
+if metered + outstanding + tonumber(ARGV[2]) > tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', res, ARGV[1], ARGV[2] .. '|' .. ARGV[5])
+redis.call('PEXPIRE', res, math.max(1, longest - now))
+return 1
+"""
+)
+
+# KEYS: 1 mark hash. ARGV: 1 rule, 2 level, 3 ttl_s.
+_LUA_MARK: Final = """
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if cur < tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return cur
+"""
+
+# KEYS: 1 mark hash. ARGV: 1 rule, 2 level raised, 3 previous.
+_LUA_RESTORE: Final = """
+if tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') == tonumber(ARGV[2]) then
+  if ARGV[3] == '0' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
+end
+return 1
+"""
+
+
+def _tk(tenant_id: str) -> str:
+    return f"tm:{{{tenant_id}}}"
+
+
+def _minute(t: datetime) -> int:
+    return int(t.timestamp()) // 60
+
+
+def _position(event: MeteredEvent) -> str:
+    return f"{int(event.position.sequence_number):064d}{event.position.sub_sequence_number:010d}"
+
+
+def _seconds(delta: timedelta) -> int:
+    return max(1, int(delta.total_seconds()))
+
+
+class _KeyList:
+    def __init__(self, *fixed: str) -> None:
+        self.keys: list[str] = list(fixed)
+        self._index: dict[str, int] = {k: i + 1 for i, k in enumerate(fixed)}
+
+    def index(self, key: str) -> int:
+        found = self._index.get(key)
+        if found is None:
+            self.keys.append(key)
+            found = self._index[key] = len(self.keys)
+        return found
+
+
+def _reads(keys: _KeyList, tenant_id: str, windows: Sequence[Window], now: datetime) -> list[Any]:
+    """ARGV tail for read_windows (calendar windows first, then sliding), and the order to decode."""
+    calendar = [w for w in windows if not w.sliding]
+    sliding = [w for w in windows if w.sliding]
+    args: list[Any] = [len(calendar)]
+    for w in calendar:
+        args.append(keys.index(f"{_tk(tenant_id)}:{_GRAN_KEY[w.granularity]}:{bucket_id(w.granularity, now)}"))
+    args += [_minute(now), len(sliding), *[w.length for w in sliding]]
+    return args
+
+
+def _decode_reads(values: Sequence[Any], windows: Sequence[Window]) -> dict[str, Totals]:
+    ordered = [w for w in windows if not w.sliding] + [w for w in windows if w.sliding]
+    out: dict[str, Totals] = {}
+    for n, w in enumerate(ordered):
+        chunk = values[n * 6 : n * 6 + 6]
+        out[w.name] = Totals(*(int(v) if v is not None else 0 for v in chunk))
+    return out
+
+
+class RedisStore:
+    """UsageReader, QuotaState, WindowStore, AlertMarks and UsageIndex over one redis-py client."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._apply: Script = client.register_script(_LUA_APPLY)
+        self._read: Script = client.register_script(_LUA_READ_ONLY)
+        self._reserve: Script = client.register_script(_LUA_RESERVE)
+        self._mark: Script = client.register_script(_LUA_MARK)
+        self._restore: Script = client.register_script(_LUA_RESTORE)
+        # Highest positions this process has stored, per (tenant, stream key): lets a redelivery to a warm
+        # container predict its duplicates and apply in one round trip. Only ever too low, never too high
+        # (marks only rise), so a miss costs one more round trip, never a wrong count.
+        self._known_hwm: dict[tuple[str, str], str] = {}
+
+    # --- WindowStore -------------------------------------------------------------------------------------
+
+    def apply_usage(
+        self, batches: Sequence[TenantBatch], *, now: datetime, dedupe_horizon: timedelta
+    ) -> list[ApplyOutcome]:
+        results: dict[int, ApplyOutcome] = {}
+        try:
+            self._index_active(batches)
+        except redis.RedisError as exc:
+            return [ApplyOutcome(b.tenant_id, ok=False, error=f"redis: {exc}") for b in batches]
+        expected = {i: self._predict(b) for i, b in enumerate(batches)}
+        pending = [i for i, b in enumerate(batches) if b.events or b.read_windows]
+        for i, b in enumerate(batches):
+            if i not in pending:
+                results[i] = ApplyOutcome(b.tenant_id, ok=True)
+        for _attempt in range(4):
+            if not pending:
+                break
+            retry: list[int] = []
+            for start in range(0, len(pending), CHUNK):
+                chunk = pending[start : start + CHUNK]
+                answers = self._run_chunk(
+                    [batches[i] for i in chunk], [expected[i] for i in chunk], now, dedupe_horizon
+                )
+                for i, answer in zip(chunk, answers, strict=True):
+                    batch = batches[i]
+                    if isinstance(answer, Exception):
+                        results[i] = ApplyOutcome(batch.tenant_id, ok=False, error=f"redis: {answer}")
+                    elif answer[0] == 0:
+                        flags = answer[1].decode() if isinstance(answer[1], bytes) else str(answer[1])
+                        expected[i] = [f == "1" for f in flags]
+                        retry.append(i)
+                    else:
+                        results[i] = self._outcome(batch, expected[i], answer[1:])
+            pending = retry
+        for i in pending:
+            results[i] = ApplyOutcome(batches[i].tenant_id, ok=False, error="dedupe state kept changing (contention)")
+        return [results[i] for i in range(len(batches))]
+
+    def _index_active(self, batches: Sequence[TenantBatch]) -> None:
+        days: dict[str, set[str]] = {}
+        for b in batches:
+            for e in b.events:
+                days.setdefault(bucket_id(Granularity.DAY, e.occurred_at), set()).add(b.tenant_id)
+        if not days:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for day, tenants in days.items():
+            pipe.sadd(f"tm:active:{{{day}}}", *sorted(tenants))
+            pipe.expire(f"tm:active:{{{day}}}", INDEX_TTL_S)
+        pipe.execute()
+
+    def _predict(self, batch: TenantBatch) -> list[bool]:
+        known = {
+            e.position.stream_key: self._known_hwm[(batch.tenant_id, e.position.stream_key)]
+            for e in batch.events
+            if (batch.tenant_id, e.position.stream_key) in self._known_hwm
+        }
+        seen_ids: set[str] = set()
+        flags = []
+        for e in batch.events:
+            mark = known.get(e.position.stream_key)
+            flags.append((mark is not None and _position(e) <= mark) or e.event_id in seen_ids)
+            seen_ids.add(e.event_id)
+        return flags
+
+    def _outcome(self, batch: TenantBatch, dups: list[bool], reads: Sequence[Any]) -> ApplyOutcome:
+        if len(self._known_hwm) > 500_000:
+            self._known_hwm.clear()
+        for e in batch.events:
+            key = (batch.tenant_id, e.position.stream_key)
+            pos = _position(e)
+            if key not in self._known_hwm or pos > self._known_hwm[key]:
+                self._known_hwm[key] = pos
+        duplicate_ids = frozenset(e.event_id for e, d in zip(batch.events, dups, strict=True) if d)
+        n_dup = sum(dups)
+        return ApplyOutcome(
+            batch.tenant_id,
+            ok=True,
+            applied=len(batch.events) - n_dup,
+            duplicates=n_dup,
+            duplicate_ids=duplicate_ids,
+            totals=_decode_reads(reads, batch.read_windows),
+        )
+
+    def _run_chunk(
+        self, batches: Sequence[TenantBatch], expected: Sequence[list[bool]], now: datetime, horizon: timedelta
+    ) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for batch, dups in zip(batches, expected, strict=True):
+            keys, args = self._apply_args(batch, dups, now, horizon)
+            self._apply(keys=keys, args=args, client=pipe)
+        try:
+            return list(pipe.execute(raise_on_error=False))
+        except redis.RedisError as exc:
+            return [exc] * len(batches)
+
+    def _apply_args(
+        self, batch: TenantBatch, dups: Sequence[bool], now: datetime, horizon: timedelta
+    ) -> tuple[list[str], list[Any]]:
+        tk = _tk(batch.tenant_id)
+        keys = _KeyList(f"{tk}:hwm", f"{tk}:min", f"{tk}:res")
+        args: list[Any] = [_seconds(horizon), _seconds(HWM_RETENTION), RING_TTL_S, len(batch.events)]
+        streams: dict[str, str] = {}
+        for e, dup in zip(batch.events, dups, strict=True):
+            sf = e.position.stream_key
+            pos = _position(e)
+            args += [sf, pos, keys.index(f"{tk}:ev:{dedupe_bucket(e)}"), event_digest(e.event_id), "1" if dup else "0"]
+            if sf not in streams or pos > streams[sf]:
+                streams[sf] = pos
+        args.append(len(streams))
+        for sf, pos in streams.items():
+            args += [sf, pos]
+        new = [e for e, dup in zip(batch.events, dups, strict=True) if not dup]
+        buckets: list[Any] = []
+        nbuckets = 0
+        ring: list[Any] = []
+        for (granularity, ident), counts in aggregate(new).items():
+            if granularity is Granularity.MINUTE:
+                t = counts[Dim.TOTAL]
+                minute = _minute(parse_bucket_id(granularity, ident))
+                ring += [
+                    minute,
+                    t.input_tokens,
+                    t.output_tokens,
+                    t.cache_read_tokens,
+                    t.cache_write_tokens,
+                    t.requests,
+                    t.cost_nanos,
+                ]
+                continue
+            start = parse_bucket_id(granularity, ident)
+            ttl = (next_bucket_start(granularity, start) + BUCKET_RETENTION[granularity] - now).total_seconds()
+            if ttl <= 0:
+                continue  # older than the bucket's retention: nothing would read it
+            fields: dict[str, int] = {}
+            for prefix, totals in counts.items():
+                fields.update(totals_to_fields(prefix, totals))
+            nbuckets += 1
+            buckets += [keys.index(f"{tk}:{_GRAN_KEY[granularity]}:{ident}"), int(ttl), len(fields)]
+            for name, value in fields.items():
+                buckets += [name, value]
+        args.append(nbuckets)
+        args += buckets
+        args.append(len(ring) // 7)
+        args += ring
+        settle = sorted({e.reservation_id for e in batch.events if e.reservation_id})
+        args.append(len(settle))
+        args += settle
+        args += _reads(keys, batch.tenant_id, batch.read_windows, now)
+        return keys.keys, args
+
+    # --- UsageReader -------------------------------------------------------------------------------------
+
+    def window_totals(self, tenant_id: str, windows: Sequence[Window], now: datetime) -> dict[str, Totals]:
+        keys = _KeyList(f"{_tk(tenant_id)}:min")
+        args = _reads(keys, tenant_id, windows, now)
+        values = self._read(keys=keys.keys, args=args)
+        return _decode_reads(values, windows)
+
+    def _window_totals_many(self, tenants: Sequence[str], window: Window, now: datetime) -> dict[str, Totals]:
+        out: dict[str, Totals] = {}
+        for start in range(0, len(tenants), 500):
+            chunk = tenants[start : start + 500]
+            pipe = self.client.pipeline(transaction=False)
+            for t in chunk:
+                keys = _KeyList(f"{_tk(t)}:min")
+                self._read(keys=keys.keys, args=_reads(keys, t, [window], now), client=pipe)
+            for t, values in zip(chunk, pipe.execute(), strict=True):
+                out[t] = _decode_reads(values, [window])[window.name]
+        return out
+
+    # --- QuotaState --------------------------------------------------------------------------------------
+
+    def quota_status(self, tenant_id: str, now: datetime) -> QuotaStatus:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(f"{_tk(tenant_id)}:blk")
+        pipe.hgetall(f"{_tk(tenant_id)}:rsv")
+        raw_blocks, raw_flags = pipe.execute()
+        blocks = [_block_from_json(tenant_id, w, v) for w, v in raw_blocks.items()]
+        flags = [_flag_from_json(tenant_id, w, v) for w, v in raw_flags.items()]
+        return QuotaStatus(
+            blocks=tuple(sorted((b for b in blocks if b.active(now)), key=lambda b: b.window)),
+            reserve=tuple(sorted((f for f in flags if now < f.until), key=lambda f: f.window)),
+        )
+
+    def set_block(self, record: BlockRecord) -> None:
+        key = f"{_tk(record.tenant_id)}:blk"
+        doc = {"reason": record.reason, "until": record.until.isoformat(), "set_by": record.set_by}
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(key, record.window, json.dumps(doc, separators=(",", ":")))
+        pipe.expire(key, STATE_TTL_S)
+        pipe.execute()
+
+    def lift_blocks(self, tenant_id: str, window: str | None = None) -> int:
+        key = f"{_tk(tenant_id)}:blk"
+        if window is not None:
+            return int(self.client.hdel(key, window))
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hlen(key)
+        pipe.delete(key)
+        count, _ = pipe.execute()
+        return int(count)
+
+    def set_reserve_flag(self, flag: ReserveFlag) -> None:
+        key = f"{_tk(flag.tenant_id)}:rsv"
+        doc = {"level": flag.level.label, "limit_nanos": flag.limit_nanos, "until": flag.until.isoformat()}
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(key, flag.window, json.dumps(doc, separators=(",", ":")))
+        pipe.expire(key, STATE_TTL_S)
+        pipe.execute()
+
+    def reserve(
+        self,
+        tenant_id: str,
+        reservation_id: str,
+        amount_nanos: int,
+        *,
+        window: Window,
+        limit_nanos: int,
+        now: datetime,
+        ttl: timedelta,
+    ) -> bool:
+        tk = _tk(tenant_id)
+        keys = _KeyList(f"{tk}:res", f"{tk}:min")
+        now_ms = int(now.timestamp() * 1000)
+        expires_ms = now_ms + int(ttl.total_seconds() * 1000)
+        args: list[Any] = [reservation_id, amount_nanos, limit_nanos, now_ms, expires_ms]
+        args += _reads(keys, tenant_id, [window], now)
+        return bool(self._reserve(keys=keys.keys, args=args))
+
+    def settle(self, tenant_id: str, reservation_ids: Iterable[str]) -> None:
+        ids = list(reservation_ids)
+        if ids:
+            self.client.hdel(f"{_tk(tenant_id)}:res", *ids)
+
+    # --- AlertMarks --------------------------------------------------------------------------------------
+
+    def raise_marks(self, marks: Sequence[AlertMark]) -> list[int]:
+        if not marks:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        now = datetime.now(UTC)
+        for m in marks:
+            ttl = max(60, int((m.expires - now).total_seconds()))
+            self._mark(keys=[f"{_tk(m.tenant_id)}:al:{m.period}"], args=[m.rule, m.level, ttl], client=pipe)
+        return [int(v) for v in pipe.execute()]
+
+    def restore_mark(self, mark: AlertMark, previous: int) -> None:
+        self._restore(keys=[f"{_tk(mark.tenant_id)}:al:{mark.period}"], args=[mark.rule, mark.level, previous])
+
+    # --- UsageIndex --------------------------------------------------------------------------------------
+
+    def active_tenants(self, start: datetime, end: datetime) -> list[str]:
+        days = []
+        day = start
+        while bucket_id(Granularity.DAY, day) <= bucket_id(Granularity.DAY, end):
+            days.append(bucket_id(Granularity.DAY, day))
+            day += timedelta(days=1)
+        return self._active(days)
+
+    def _active(self, days: Sequence[str]) -> list[str]:
+        pipe = self.client.pipeline(transaction=False)
+        for d in days:
+            pipe.smembers(f"tm:active:{{{d}}}")
+        found: set[str] = set()
+        for members in pipe.execute():
+            found |= {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+        return sorted(found)
+
+    def _bucket(self, tenant_id: str, granularity: Granularity, now: datetime) -> dict[str, Totals]:
+        raw = self.client.hgetall(f"{_tk(tenant_id)}:{_GRAN_KEY[granularity]}:{bucket_id(granularity, now)}")
+        fields = {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
+        return fields_to_totals(fields)
+
+    def dimension_totals(self, tenant_id: str, window: Window, now: datetime) -> dict[str, dict[str, Totals]]:
+        if window.sliding or window.granularity not in (Granularity.DAY, Granularity.MONTH):
+            raise ValueError(f"dimension totals are kept for day and month windows, not {window.name}")
+        out: dict[str, dict[str, Totals]] = {name: {} for name in DIM_NAMES.values()}
+        for prefix, totals in self._bucket(tenant_id, window.granularity, now).items():
+            dim, values = parse_dim_prefix(prefix)
+            if dim in DIM_NAMES:
+                out[DIM_NAMES[dim]][values[0]] = totals
+        return out
+
+    def daily_rollup(self, tenant_id: str, day: datetime) -> list[RollupRow]:
+        rows = []
+        for prefix, totals in self._bucket(tenant_id, Granularity.DAY, day).items():
+            dim, values = parse_dim_prefix(prefix)
+            if dim is Dim.COMBO:
+                rows.append(RollupRow(tenant_id, values[0], values[1], values[2], totals))
+        return sorted(rows, key=lambda r: (r.model, r.cost_center, r.application_id))
+
+    def top_tenants(self, window: Window, metric: Metric, now: datetime, limit: int = 10) -> list[tuple[str, Totals]]:
+        candidates = self._active(window_days(window, now))
+        totals = self._window_totals_many(candidates, window, now)
+        return [(t, totals[t]) for t in rank_tenants(totals, lambda x: x.value(metric), limit)]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _block_from_json(tenant_id: str, window: Any, value: Any) -> BlockRecord:
+    doc = json.loads(_text(value))
+    return BlockRecord(
+        tenant_id, _text(window), doc["reason"], datetime.fromisoformat(doc["until"]), doc.get("set_by", "consumer")
+    )
+
+
+def _flag_from_json(tenant_id: str, window: Any, value: Any) -> ReserveFlag:
+    doc = json.loads(_text(value))
+    return ReserveFlag(
+        tenant_id,
+        _text(window),
+        AlertLevel.parse(doc["level"]),
+        int(doc["limit_nanos"]),
+        datetime.fromisoformat(doc["until"]),
+    )

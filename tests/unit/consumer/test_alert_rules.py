@@ -1,0 +1,101 @@
+"""Alert rules, pure: levels and their actions, the spike rule, the projection rule, the human summary."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from consumers.metering.alert_rules import (
+    SPIKE_FACTOR,
+    SPIKE_MIN_TOKENS,
+    evaluate,
+    is_spike,
+    read_windows,
+    spike_baseline,
+)
+from shared.decisions import AlertLevel, Metric
+from shared.money import parse_usd
+from shared.ports import Totals
+from shared.tenants import QuotaRule, Tenant, TenantRegistry
+from shared.windows import DAY, MONTH
+from tests.unit.consumer.kinesis import NOW
+
+TIERS = TenantRegistry([]).tiers
+
+
+def premium(**kw: object) -> Tenant:
+    tier = TIERS["premium"]
+    args: dict[str, object] = {"quotas": tier.quotas, **kw}
+    return Tenant("acme", tier, name="Acme", **args)  # type: ignore[arg-type]
+
+
+def cost(usd: str) -> Totals:
+    return Totals(cost_nanos=parse_usd(usd))
+
+
+def test_the_summary_reads_like_the_issue_example() -> None:
+    tenant = premium(quotas=(QuotaRule(MONTH, Metric.COST, parse_usd("500")),))
+    findings = evaluate(tenant, {"month": cost("460.12")}, NOW)
+    alert = next(f.alert for f in findings if f.alert and f.alert.level == "warning")
+    assert alert.summary == "tenant acme (premium) at 92% of its monthly cost quota: $460.12 of $500.00"
+    assert (alert.tier, alert.window, alert.metric) == ("premium", "month", "cost_usd")
+    assert alert.severities == ("warning",)
+
+
+def test_levels_map_to_the_tier_actions_reserve_and_block() -> None:
+    tenant = premium(quotas=(QuotaRule(MONTH, Metric.COST, parse_usd("500")),))
+    at_warning = evaluate(tenant, {"month": cost("420")}, NOW)
+    assert any(f.reserve and f.reserve.level is AlertLevel.WARNING for f in at_warning)
+    assert not any(f.block for f in at_warning)
+    exhausted = evaluate(tenant, {"month": cost("500")}, NOW)
+    (block,) = [f.block for f in exhausted if f.block]
+    assert block.until == datetime(2026, 12, 1, tzinfo=UTC)
+    (alert,) = [f.alert for f in exhausted if f.alert and f.alert.level == "exhausted"]
+    assert "critical" in alert.severities and "blocked until 2026-12-01 00:00 UTC" in alert.summary
+
+
+def test_marks_are_per_rule_and_period() -> None:
+    tenant = premium(quotas=(QuotaRule(DAY, Metric.TOKENS, 100),))
+    (finding, *_) = evaluate(tenant, {"day": Totals(input_tokens=60)}, NOW)
+    assert (finding.mark.rule, finding.mark.period, finding.mark.level) == ("quota|day|tokens", "20261123", 1)
+    assert finding.mark.expires == NOW.replace(hour=0, minute=0, second=0) + timedelta(days=2)
+
+
+def test_spike_rule_fires_on_a_sudden_jump_not_on_steady_growth() -> None:
+    # Baseline: average tokens per 5 minutes over the 60 minutes before the last 5.
+    assert spike_baseline({"5m": Totals(input_tokens=60_000), "65m": Totals(input_tokens=60_000 + 120_000)}) == (
+        60_000,
+        10_000,
+    )
+    assert is_spike(60_000, 10_000)  # 6x its own baseline
+    assert not is_spike(45_000, 10_000)  # 4.5x: growth, not a spike
+    assert not is_spike(SPIKE_MIN_TOKENS - 1, 0)  # too small to matter
+    assert is_spike(SPIKE_MIN_TOKENS, 0)  # from nothing to a lot
+    assert SPIKE_FACTOR == 5
+    tenant = premium(quotas=())
+    (finding,) = evaluate(tenant, {"5m": Totals(input_tokens=60_000), "65m": Totals(input_tokens=180_000)}, NOW)
+    assert finding.alert is not None and finding.alert.level == "spike"
+    assert "6.0x its baseline of 10,000" in finding.alert.summary
+    assert finding.mark.rule == "spike|tokens" and finding.mark.period == "2026112315"
+    steady = {"5m": Totals(input_tokens=60_000), "65m": Totals(input_tokens=60_000 * 13)}
+    assert evaluate(tenant, steady, NOW) == []
+
+
+def test_projection_fires_when_the_last_hour_rate_exhausts_the_quota_before_the_reset() -> None:
+    tenant = premium(quotas=(QuotaRule(MONTH, Metric.COST, parse_usd("500")),))
+    # $100 used, $1/hour: $400 left lasts 400 hours, the month has ~176 hours left: no projection
+    calm = evaluate(tenant, {"month": cost("100"), "60m": cost("1")}, NOW)
+    assert [f for f in calm if f.alert and f.alert.level == "projection"] == []
+    # $100 used, $10/hour: runs out in 40 hours, before the month ends
+    hot = evaluate(tenant, {"month": cost("100"), "60m": cost("10")}, NOW)
+    (proj,) = [f for f in hot if f.alert and f.alert.level == "projection"]
+    assert proj.alert is not None
+    assert "around 2026-11-25 07:30 UTC" in proj.alert.summary and "$10.00/h" in proj.alert.summary
+    assert proj.mark.rule == "projection|month|cost_usd" and proj.mark.period == "202611"
+    # Already exhausted: the level alert says it, no projection
+    done = evaluate(tenant, {"month": cost("500"), "60m": cost("10")}, NOW)
+    assert [f for f in done if f.alert and f.alert.level == "projection"] == []
+
+
+def test_read_windows_cover_quotas_spike_and_projection() -> None:
+    names = {w.name for w in read_windows(premium())}
+    assert names == {"5m", "60m", "65m", "month", "1m"}

@@ -1,0 +1,110 @@
+"""Deaggregation: KPL aggregates and plain records become user records; nothing vanishes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from aws_kinesis_agg import MAGIC
+from aws_kinesis_agg.deaggregator import deaggregate_records
+
+from consumers.metering.records import Reason, split_records
+from shared.schema import decode_event
+from tests.unit.consumer.kinesis import Shard, usage
+
+
+def test_plain_records_pass_through_with_their_position() -> None:
+    shard = Shard()
+    events = [usage("acme"), usage("globex")]
+    recs = [shard.plain(e) for e in events]
+    split = split_records(recs)
+    assert [decode_event(r.data) for r in split.records] == events
+    assert [r.item_id for r in split.records] == [r["kinesis"]["sequenceNumber"] for r in recs]
+    assert split.records[0].position.shard_id == "shardId-000000000000"
+    assert split.records[1].position.partition_key == "globex"
+    assert split.quarantined == []
+    assert split.oldest_arrival == recs[0]["kinesis"]["approximateArrivalTimestamp"]
+
+
+def test_aggregates_split_like_aws_kinesis_agg_and_keep_sub_sequence_order() -> None:
+    # GIVEN one KPL aggregate of 50 events from three tenants, and a plain record
+    shard = Shard()
+    events = [usage(t) for t in ("acme", "globex", "initech") * 10 + ("acme",) * 20]
+    agg = shard.aggregate(events)
+    plain = shard.plain(usage("acme"))
+    # WHEN split
+    split = split_records([*agg, plain])
+    # THEN the user records are the events, in order, like aws-kinesis-agg's own deaggregation
+    assert len(agg) == 1
+    assert [decode_event(r.data) for r in split.records[:-1]] == events
+    theirs = deaggregate_records(agg)
+    assert [base64.b64decode(r["kinesis"]["data"]) for r in theirs] == [r.data for r in split.records[:-1]]
+    assert [r.partition_key for r in split.records[:-1]] == [e.tenant_id for e in events]
+    subs = [r.position.sub_sequence_number for r in split.records[:-1]]
+    assert subs == list(range(50))
+    # The high-water unit is the Kinesis record's key (the aggregate's), not each sub-record's.
+    assert {r.position.partition_key for r in split.records[:-1]} == {"acme"}
+    assert {r.item_id for r in split.records[:-1]} == {agg[0]["kinesis"]["sequenceNumber"]}
+
+
+def _raw_record(shard: Shard, data: bytes) -> dict:  # type: ignore[type-arg]
+    return shard.record(data, "acme")
+
+
+def test_a_truncated_aggregate_is_quarantined_not_dropped(capsys) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN an aggregate whose protobuf body is cut short but whose checksum matches the cut body
+    shard = Shard()
+    (good,) = shard.aggregate([usage(), usage()])
+    data = base64.b64decode(good["kinesis"]["data"])
+    body = data[4:-16][:-7]
+    bad = MAGIC + body + hashlib.md5(body).digest()
+    rec = _raw_record(shard, bad)
+    # WHEN split
+    split = split_records([rec])
+    # THEN it is quarantined with a reason and its position
+    assert split.records == []
+    (q,) = split.quarantined
+    assert q.reason == Reason.KPL_MALFORMED
+    assert q.sequence_number == rec["kinesis"]["sequenceNumber"]
+    assert q.data == bad
+
+
+def test_aws_kinesis_agg_drops_a_record_we_quarantine(capsys) -> None:  # type: ignore[no-untyped-def]
+    # The library prints and carries on when a field is missing (FACTS.md): we keep the record.
+    shard = Shard()
+    (agg,) = shard.aggregate([usage()])
+    del agg["kinesis"]["kinesisSchemaVersion"]
+    assert deaggregate_records([agg]) == []
+    assert "ERROR" in capsys.readouterr().err
+    split = split_records([agg])
+    assert len(split.records) == 1
+
+
+def test_an_aggregate_with_a_bad_checksum_is_treated_as_plain_like_the_kpl() -> None:
+    shard = Shard()
+    (agg,) = shard.aggregate([usage()])
+    data = bytearray(base64.b64decode(agg["kinesis"]["data"]))
+    data[-1] ^= 0xFF
+    split = split_records([_raw_record(shard, bytes(data))])
+    (rec,) = split.records
+    assert rec.data == bytes(data)  # and validation will quarantine it as not_json
+
+
+def test_malformed_lambda_records_are_quarantined() -> None:
+    shard = Shard()
+    no_data = shard.plain(usage())
+    del no_data["kinesis"]["data"]
+    bad_b64 = shard.plain(usage())
+    bad_b64["kinesis"]["data"] = "!!!not base64!!!"
+    no_seq = shard.plain(usage())
+    del no_seq["kinesis"]["sequenceNumber"]
+    split = split_records([no_data, bad_b64, no_seq, {"nokinesis": 1}])
+    assert [q.reason for q in split.quarantined] == [Reason.BAD_LAMBDA_RECORD] * 4
+    assert [q.sequence_number for q in split.quarantined] == [
+        no_data["kinesis"]["sequenceNumber"],
+        bad_b64["kinesis"]["sequenceNumber"],
+        "",
+        "",
+    ]
+    assert split.records == []
+    assert split.item_ids == [no_data["kinesis"]["sequenceNumber"], bad_b64["kinesis"]["sequenceNumber"]]

@@ -1,0 +1,110 @@
+"""One test per poison-record kind: each is quarantined with its reason and position, and priced events
+follow shared.pricing exactly."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from consumers.metering.records import Reason, split_records
+from consumers.metering.validate import CachedPricer, Meter
+from shared.ports import MeteredEvent, QuarantinedRecord
+from shared.pricing import PriceCatalog, TokenUsage
+from shared.schema import MAX_EVENT_BYTES, encode_event, event_to_dict
+from tests.unit.consumer.kinesis import NOW, Shard, registry, usage
+
+CATALOG = PriceCatalog.load()
+
+
+def meter_bytes(data: bytes) -> MeteredEvent | QuarantinedRecord:
+    shard = Shard()
+    (record,) = split_records([shard.record(data, "acme")]).records
+    result = Meter(registry("acme"), CachedPricer(CATALOG)).meter(record)
+    return result if isinstance(result, QuarantinedRecord) else result[0]
+
+
+def mutated(**changes: object) -> bytes:
+    doc = event_to_dict(usage("acme"))
+    for key, value in changes.items():
+        if value is None:
+            doc.pop(key, None)
+        else:
+            doc[key] = value
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize(
+    ("data", "reason", "field"),
+    [
+        (b"{not json", Reason.NOT_JSON, "event"),
+        (b"\xff\xfe\x00", Reason.NOT_JSON, "event"),
+        (b"[1, 2]", Reason.NOT_JSON, "event"),
+        (mutated(v=2), Reason.UNKNOWN_SCHEMA_VERSION, "schema_version"),
+        (mutated(v=None), Reason.UNKNOWN_SCHEMA_VERSION, "schema_version"),
+        (mutated(tenant_id=None), Reason.MISSING_TENANT, "tenant_id"),
+        (mutated(tenant_id=""), Reason.MISSING_TENANT, "tenant_id"),
+        (mutated(tenant_id="no{braces}"), Reason.INVALID_TENANT, "tenant_id"),
+        (mutated(tenant_id="nobody"), Reason.UNKNOWN_TENANT, "tenant_id"),
+        (mutated(input_tokens=-5), Reason.NEGATIVE_TOKENS, "input_tokens"),
+        (mutated(cache_write_tokens=-1), Reason.NEGATIVE_TOKENS, "cache_write_tokens"),
+        (b" " * (MAX_EVENT_BYTES + 1), Reason.OVERSIZED, "event"),
+        (mutated(tags={"costCenter": "x" * (MAX_EVENT_BYTES + 10)}), Reason.OVERSIZED, "event"),
+        (mutated(occurred_at="2026-11-23T15:00:00+02:00"), Reason.INVALID_FIELD, "occurred_at"),
+        (mutated(extra_field=1), Reason.INVALID_FIELD, "extra_field"),
+        (mutated(output_tokens=True), Reason.INVALID_FIELD, "output_tokens"),
+    ],
+)
+def test_each_poison_kind_is_quarantined_with_its_reason(data: bytes, reason: str, field: str) -> None:
+    result = meter_bytes(data)
+    assert isinstance(result, QuarantinedRecord)
+    assert result.reason == reason
+    assert result.detail["field"] == field
+    assert result.data == data  # the raw bytes, for replay
+    assert result.shard_id == "shardId-000000000000" and result.sequence_number.isdigit()
+
+
+def test_a_priced_event_costs_exactly_what_price_usage_says() -> None:
+    event = usage("acme", tokens=(123_457, 9_876, 5_555, 777))
+    result = meter_bytes(encode_event(event))
+    assert isinstance(result, MeteredEvent)
+    priced = CATALOG.price_usage(
+        TokenUsage(123_457, 9_876, 5_555, 777), event.model_id, alias=event.model, region=event.region, at=NOW
+    )
+    assert result.cost_nanos == priced.cost_nanos > 0
+    assert result.model == priced.model_id
+    assert (result.cost_center, result.application_id) == ("cc-1", "bot")
+
+
+def test_the_pricer_cache_agrees_with_the_catalog_across_days_and_models() -> None:
+    pricer = CachedPricer(CATALOG)
+    models = [m.model_id for m in CATALOG.models.values()][:10]
+    for i, model in enumerate([*models, "vendor.unknown-model-v9"]):
+        for day in (0, 1, 400):
+            event = usage("acme", model=model, tokens=(1000 + i, 333 * i, 7, 11), at=NOW - timedelta(days=day))
+            _, cost, fallback = pricer.price(event)
+            want = CATALOG.price_usage(
+                TokenUsage(1000 + i, 333 * i, 7, 11), model, alias=event.model, region="us-east-1", at=event.occurred_at
+            )
+            assert (cost, fallback) == (want.cost_nanos, want.fallback)
+
+
+def test_an_unknown_model_is_priced_by_the_fallback_and_keeps_its_own_name() -> None:
+    shard = Shard()
+    event = replace(usage("acme", model="us.vendor.brand-new-model-v1:0"), model="brand-new")
+    (record,) = split_records([shard.plain(event)]).records
+    result = Meter(registry("acme"), CachedPricer(CATALOG)).meter(record)
+    assert not isinstance(result, QuarantinedRecord)
+    metered, fallback = result
+    assert fallback and metered.cost_nanos > 0 and metered.model == "vendor.brand-new-model-v1:0"
+
+
+def test_tenant_default_tags_fill_missing_dimensions() -> None:
+    shard = Shard()
+    reg = registry("acme", default_tags={"costCenter": "cc-default", "applicationId": "app-default"})
+    (record,) = split_records([shard.plain(usage("acme", tags={"applicationId": "mine"}))]).records
+    result = Meter(reg, CachedPricer(CATALOG)).meter(record)
+    assert not isinstance(result, QuarantinedRecord)
+    assert (result[0].cost_center, result[0].application_id) == ("cc-default", "mine")
