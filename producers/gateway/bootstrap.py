@@ -34,7 +34,7 @@ def _client_config() -> Config:
     return Config(
         connect_timeout=BEDROCK_CONNECT_TIMEOUT_S,
         read_timeout=BEDROCK_READ_TIMEOUT_S,
-        retries={"mode": "standard", "max_attempts": BEDROCK_MAX_ATTEMPTS},
+        retries={"mode": "standard", "total_max_attempts": BEDROCK_MAX_ATTEMPTS},
     )
 
 

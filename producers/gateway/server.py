@@ -27,6 +27,7 @@ from producers.gateway.protocol import ApiError, HttpRequest, HttpResponse
 logger = logging.getLogger(__name__)
 
 IDLE_TIMEOUT_SECONDS = 30.0
+SHUTDOWN_POLL_SECONDS = 0.05  # how soon serve_forever notices shutdown()
 
 
 class _Server(ThreadingHTTPServer):
@@ -151,6 +152,11 @@ class LocalServer:
 def start_local_server(app: GatewayApp, host: str = "127.0.0.1", port: int = 0) -> LocalServer:
     """Serve ``app`` on ``host:port`` (0 picks a free port) from a background thread."""
     server = _Server((host, port), app)
-    thread = threading.Thread(target=server.serve_forever, name=f"gateway-{server.server_address[1]}", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS},
+        name=f"gateway-{server.server_address[1]}",
+        daemon=True,
+    )
     thread.start()
     return LocalServer(host, int(server.server_address[1]), app, server, thread)
