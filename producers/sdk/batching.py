@@ -1,16 +1,19 @@
-"""RecordBatcher: KPL aggregation per partition key and PutRecords packing, with no threads and no I/O.
+"""RecordBatcher: KPL aggregation and PutRecords packing, with no threads and no I/O.
 
 The producer's sender thread owns one RecordBatcher (aws-kinesis-agg's aggregates are not thread-safe), so the
 rules that decide what goes on the wire are testable on their own:
 
-- One open aggregate per partition key. Kinesis routes an aggregate by its first partition key, so an
-  aggregate that mixed tenants would put tenant B's events on tenant A's shard: B's events would then be spread
-  over shards in no order, and the metering consumer's per-(shard, partition key) high-water marks would see
-  the aggregate's key, not B's. Aggregating per key keeps Kinesis's guarantee (one key, one shard, in order)
-  at the price of smaller aggregates for low-volume tenants, which ``linger_s`` bounds in time.
-- An aggregate is at most ``max_record_bytes`` including its partition key (Kinesis's 1 MiB counts both).
-  Keys are passed to aws-kinesis-agg as bytes: given a str it re-counts the key on every user record and so
-  overestimates the size (by len(key)+3 bytes per record, measured).
+- Kinesis routes an aggregate by its first partition key (FACTS.md). So user records share an aggregate only
+  when they would land on the same shard anyway: grouped by the shard their key maps to when the shard map is
+  known (what the KPL does), else by partition key. Either way every user record sits on the shard of its own
+  key, each tenant's events stay on one shard in order, and the consumer sees each user record's key in the
+  aggregate's partition_key_table. Grouping by shard packs low-volume tenants together; grouping by key (the
+  fallback) gives each tenant its own aggregates, smaller at low rates, bounded in time by ``linger_s``.
+- An aggregate is at most ``max_record_bytes`` including its (first) partition key: Kinesis's 1 MiB counts
+  both. Keys are passed to aws-kinesis-agg as bytes: given a str it re-counts the key on every user record and
+  so overestimates the size (by len(key)+3 bytes per record, measured).
+- aws-kinesis-agg's ``AggRecord`` is used directly rather than its ``RecordAggregator`` wrapper, which holds a
+  single open aggregate and deep-copies it whenever it fills; we need one open aggregate per group.
 - A PutRecords call carries at most ``max_call_records`` records and ``max_call_bytes`` bytes, in the order
   records were closed; a record waiting out its retry backoff is skipped until it is due.
 """
@@ -28,10 +31,11 @@ class OutRecord:
     """One Kinesis record (a KPL aggregate) waiting to be sent or resent."""
 
     seq: int
-    partition_key: str
+    partition_key: str  # the aggregate's first user record's key: Kinesis routes the record by it
     data: bytes
     events: int
     size: int  # partition key bytes + data bytes, as Kinesis counts them
+    shard: str | None = None  # the shard predicted from the shard map, when grouped by shard
     attempts: int = 0
     not_before: float = 0.0
 
@@ -39,9 +43,14 @@ class OutRecord:
 @dataclass(slots=True)
 class _OpenAggregate:
     record: AggRecord
-    key_bytes: bytes
+    first_key: str
+    first_key_bytes: bytes
+    shard: str | None
     events: int = 0
     size: int = 0
+
+
+_Group = tuple[str, str]  # ("shard", shard id) or ("key", partition key): a tenant may be named like a shard
 
 
 class RecordBatcher:
@@ -51,7 +60,7 @@ class RecordBatcher:
         self._max_record_bytes = max_record_bytes
         self._max_call_records = max_call_records
         self._max_call_bytes = max_call_bytes
-        self._open: dict[str, _OpenAggregate] = {}
+        self._open: dict[_Group, _OpenAggregate] = {}
         # Insertion order is seq order, so the first key is the oldest outstanding record.
         self._outstanding: dict[int, OutRecord] = {}
         self._next_seq = 1
@@ -71,19 +80,22 @@ class RecordBatcher:
         """The seq of the most recently closed record (0 if none)."""
         return self._next_seq - 1
 
-    def add(self, partition_key: str, data: bytes) -> None:
-        """Add one encoded event; closes the key's aggregate first if the event does not fit."""
-        agg = self._open.get(partition_key)
+    def add(self, partition_key: str, data: bytes, shard: str | None = None) -> None:
+        """Add one encoded event to the open aggregate of its shard (if given) or else of its key; closes that
+        aggregate first if the event does not fit."""
+        group: _Group = ("shard", shard) if shard is not None else ("key", partition_key)
+        key_bytes = partition_key.encode()
+        agg = self._open.get(group)
         if agg is None:
-            agg = self._new_aggregate(partition_key)
+            agg = self._new_aggregate(group, partition_key, key_bytes, shard)
         before = agg.record.get_size_bytes() if agg.events else 0
-        if not agg.record.add_user_record(agg.key_bytes, data):
-            self._close(partition_key, agg)
-            agg = self._new_aggregate(partition_key)
+        if not agg.record.add_user_record(key_bytes, data):
+            self._close(group, agg)
+            agg = self._new_aggregate(group, partition_key, key_bytes, shard)
             before = 0
             # Cannot fail for lack of room in an empty aggregate: config keeps max_record_bytes well above the
             # largest event; an oversized one raises ValueError, which the caller treats as a bad event.
-            if not agg.record.add_user_record(agg.key_bytes, data):  # pragma: no cover - defensive
+            if not agg.record.add_user_record(key_bytes, data):  # pragma: no cover - defensive
                 raise ValueError("event does not fit in an empty aggregate")
         after = agg.record.get_size_bytes()
         agg.events += 1
@@ -93,8 +105,8 @@ class RecordBatcher:
 
     def close_open(self) -> None:
         """Close every open aggregate (linger expired, flush, close)."""
-        for key, agg in list(self._open.items()):
-            self._close(key, agg)
+        for group, agg in list(self._open.items()):
+            self._close(group, agg)
 
     def next_call(self, now: float) -> list[OutRecord]:
         """The due records for one PutRecords call, oldest first, within the call limits."""
@@ -135,19 +147,19 @@ class RecordBatcher:
     def outstanding(self) -> Iterator[OutRecord]:
         return iter(list(self._outstanding.values()))
 
-    def _new_aggregate(self, partition_key: str) -> _OpenAggregate:
-        key_bytes = partition_key.encode()
-        agg = _OpenAggregate(AggRecord(self._max_record_bytes - len(key_bytes)), key_bytes)
-        self._open[partition_key] = agg
+    def _new_aggregate(self, group: _Group, first_key: str, key_bytes: bytes, shard: str | None) -> _OpenAggregate:
+        # The first key becomes the Kinesis record's key, so it counts against the record's size.
+        agg = _OpenAggregate(AggRecord(self._max_record_bytes - len(key_bytes)), first_key, key_bytes, shard)
+        self._open[group] = agg
         return agg
 
-    def _close(self, partition_key: str, agg: _OpenAggregate) -> None:
-        del self._open[partition_key]
+    def _close(self, group: _Group, agg: _OpenAggregate) -> None:
+        del self._open[group]
         if agg.events == 0:  # pragma: no cover - aggregates are created only to receive an event
             return
         _, _, data = agg.record.get_contents()
-        size = len(agg.key_bytes) + len(data)
-        record = OutRecord(self._next_seq, partition_key, data, agg.events, size)
+        size = len(agg.first_key_bytes) + len(data)
+        record = OutRecord(self._next_seq, agg.first_key, data, agg.events, size, agg.shard)
         self._next_seq += 1
         self._outstanding[record.seq] = record
         self.pending_bytes += size - agg.size

@@ -26,6 +26,15 @@ KINESIS_MAX_KEY_LEN: Final = 256
 MAX_KEY_SPREAD: Final = 64
 
 
+class AggregationScope(StrEnum):
+    """Which user records may share a Kinesis record (see producers.sdk.batching)."""
+
+    # Those bound for the same shard (read with ListShards); falls back to KEY while the map is unknown.
+    SHARD = "shard"
+    # Those with the same partition key only.
+    KEY = "key"
+
+
 class OverflowPolicy(StrEnum):
     """What ``emit()`` does when ``max_buffered_events`` events are already waiting."""
 
@@ -61,6 +70,11 @@ class ProducerConfig:
     backoff_cap_s: float = 5.0
     # close() at interpreter exit waits at most this long for the buffer to drain.
     close_timeout_s: float = 10.0
+    aggregate_by: AggregationScope = AggregationScope.SHARD
+    # How often the shard map is re-read (and soon after Kinesis puts a record on another shard than predicted).
+    shard_map_refresh_s: float = 60.0
+    # ...but a re-read forced by a misrouted record waits at least this long after the previous one.
+    shard_map_min_interval_s: float = 5.0
     # Hot tenants spread over N partition keys ``tenant#0..N-1`` (see the module docs of producers.sdk.producer
     # for what that costs). Tenants not listed use one key: their tenant id.
     key_spread: Mapping[str, int] = field(default_factory=dict)
@@ -71,6 +85,14 @@ class ProducerConfig:
         _positive(self.backoff_base_s, "backoff_base_s", maximum=60.0)
         _positive(self.backoff_cap_s, "backoff_cap_s", maximum=600.0)
         _positive(self.close_timeout_s, "close_timeout_s", maximum=3600.0, allow_zero=True)
+        _positive(self.shard_map_refresh_s, "shard_map_refresh_s", maximum=86_400.0)
+        _positive(self.shard_map_min_interval_s, "shard_map_min_interval_s", maximum=3600.0, allow_zero=True)
+        if not isinstance(self.aggregate_by, AggregationScope):
+            raise ConfigError(
+                f"must be one of {', '.join(a.value for a in AggregationScope)}",
+                source="ProducerConfig",
+                field="aggregate_by",
+            )
         if self.backoff_cap_s < self.backoff_base_s:
             raise ConfigError("must be at least backoff_base_s", source="ProducerConfig", field="backoff_cap_s")
         if not isinstance(self.overflow, OverflowPolicy):

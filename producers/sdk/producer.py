@@ -6,15 +6,19 @@ Why it is built this way:
   under a lock, a bounded deque append (plus a condition notify when the sender is idle or the queue is
   filling). Encoding, aggregation and network I/O all happen on the sender thread. ``bench/producer.py``
   measures the cost.
-- Aggregation is per partition key (see producers.sdk.batching for why) and the partition key is the tenant
-  id, so Kinesis keeps each tenant's events on one shard, in order. Order is best effort on retries: when one
-  record of a PutRecords call fails and a later one of the same key succeeds, the resend lands after it. The
-  consumer counts commutatively and dedupes by event_id, so order never changes a total.
+- The partition key is the tenant id. User records share a Kinesis record only when bound for the same shard
+  (the shard map comes from ListShards and is refreshed every ``shard_map_refresh_s`` and whenever Kinesis
+  puts a record elsewhere than predicted; without it, e.g. no ``kinesis:ListShards`` permission, they share
+  only per key). So each tenant's events stay on one shard, in order, as if sent one by one; see
+  producers.sdk.batching. Order is best effort on retries: when one record of a call fails and a later one
+  with the same tenant succeeds, the resend lands after it. The consumer counts commutatively and dedupes by
+  event_id, so order never changes a total. With Lambda's ParallelizationFactor > 1, order is kept per
+  Kinesis record key, which for a shared aggregate is its first user record's key, not each tenant's.
 - A hot tenant may be spread over N keys ``tenant#0..N-1`` (``ProducerConfig.key_spread``; the key is chosen
   from a hash of the event id). That multiplies the tenant's write ceiling by up to N shards (1 MB/s and 1,000
-  records/s each) but gives up per-tenant order across those keys, and each key aggregates separately, so at
-  the same rate each Kinesis record holds about 1/N as many events. The consumer reads the tenant from the
-  event, never from the key, so its totals are unaffected.
+  records/s each) but gives up per-tenant order across those keys, and, when aggregating per key, each key
+  fills its own aggregates (about 1/N as many events per record at the same rate). The consumer reads the
+  tenant from the event, never from the key, so its totals are unaffected.
 - PutRecords answers 200 with per-entry failures; only the failed entries are resent, each after exponential
   backoff with full jitter. Whole-call errors (throttling, network) retry the whole call the same way. A
   request that botocore rejects before sending (ParamValidationError) is a bug, not a transient fault: its
@@ -44,7 +48,8 @@ from typing import TYPE_CHECKING, Protocol
 from botocore.exceptions import ParamValidationError
 
 from producers.sdk.batching import OutRecord, RecordBatcher
-from producers.sdk.config import OverflowPolicy, ProducerConfig
+from producers.sdk.config import AggregationScope, OverflowPolicy, ProducerConfig
+from producers.sdk.shards import ShardMap
 from shared.errors import ProducerClosedError, SchemaError
 from shared.schema import UsageEvent, encode_event
 
@@ -148,6 +153,10 @@ class UsageProducer:
         )
         self._markers: list[_FlushMarker] = []
         self._linger_deadline: float | None = None
+        self._shard_map: ShardMap | None = None
+        self._shard_map_due = 0.0  # monotonic time of the next planned read
+        self._shard_map_read_at = float("-inf")
+        self._shard_map_stale = False
         self._sent = 0
         self._retried = 0
         self._dropped_invalid = 0
@@ -346,6 +355,7 @@ class UsageProducer:
             if self._stop:
                 return True
             self._flush_requested = False
+        self._refresh_shard_map()
         flush_now = self._take_events()
         now = time.monotonic()
         if batcher.open_aggregates and self._linger_deadline is None:
@@ -415,7 +425,9 @@ class UsageProducer:
     def _aggregate(self, event: UsageEvent) -> None:
         try:
             data = encode_event(event)
-            self._batcher.add(self._partition_key(event), data)
+            key = self._partition_key(event)
+            shard_map = self._shard_map
+            self._batcher.add(key, data, shard_map.shard_for(key) if shard_map is not None else None)
         except (SchemaError, ValueError) as exc:
             self._dropped_invalid += 1
             logger.error("usage event %s dropped: %s", event.event_id, exc)
@@ -469,8 +481,32 @@ class UsageProducer:
                 self._sent += record.events
                 self._records_sent += 1
                 self._batcher.settle(record)
+                if record.shard is not None and result.get("ShardId", record.shard) != record.shard:
+                    self._shard_map_stale = True
         if failed_codes:
             logger.info("PutRecords partial failure, resending %s", failed_codes)
+
+    def _refresh_shard_map(self) -> None:
+        """Read the shard map when due, or soon after a record landed on an unexpected shard (a reshard)."""
+        if self._config.aggregate_by is not AggregationScope.SHARD:
+            return
+        now = time.monotonic()
+        forced = self._shard_map_stale and now - self._shard_map_read_at >= self._config.shard_map_min_interval_s
+        if now < self._shard_map_due and not forced:
+            return
+        self._shard_map_due = now + self._config.shard_map_refresh_s
+        self._shard_map_read_at = now
+        self._shard_map_stale = False
+        list_shards = getattr(self._client, "list_shards", None)
+        if list_shards is None:
+            return  # a client without ListShards (a test fake, a custom sink): aggregate per key
+        try:
+            self._shard_map = ShardMap.load(list_shards, self._stream_name)
+        except Exception as exc:
+            if self._shard_map is None:
+                logger.warning("no shard map (%s): aggregating per partition key until it can be read", exc)
+            else:
+                logger.warning("shard map refresh failed (%s): keeping the previous map", exc)
 
     def _reschedule(self, record: OutRecord) -> None:
         record.attempts += 1

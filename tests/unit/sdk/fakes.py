@@ -8,6 +8,7 @@ entries the way Kinesis does: HTTP 200, ``FailedRecordCount``, and an ``ErrorCod
 from __future__ import annotations
 
 import base64
+import hashlib
 import random
 import threading
 from collections.abc import Callable, Iterable
@@ -70,11 +71,28 @@ def deaggregate(stored: Iterable[tuple[str, bytes]]) -> list[UserRecord]:
     return out
 
 
+def even_shards(count: int, prefix: str = "shardId-") -> list[dict[str, Any]]:
+    """ListShards entries splitting the 128-bit hash space evenly, as CreateStream does."""
+    top = 2**128
+    return [
+        {
+            "ShardId": f"{prefix}{i:012d}",
+            "HashKeyRange": {
+                "StartingHashKey": str(top * i // count),
+                "EndingHashKey": str(top * (i + 1) // count - 1),
+            },
+            "SequenceNumberRange": {"StartingSequenceNumber": "1"},
+        }
+        for i in range(count)
+    ]
+
+
 @dataclass
 class FakeKinesis:
-    """A PutRecords-only Kinesis client. Enforces the API limits (raising like a validation error would),
+    """A Kinesis client for PutRecords. Enforces the API limits (raising like a validation error would),
     fails ``fail_fraction`` of entries with Kinesis's error codes, can raise on whole calls (``raise_calls``),
-    and can hold calls at a gate to simulate a stalled network."""
+    and can hold calls at a gate to simulate a stalled network. It has no ListShards (so the producer aggregates
+    per key) unless made with ``FakeKinesis.with_shards``."""
 
     fail_fraction: float = 0.0
     seed: int = 7
@@ -83,12 +101,16 @@ class FakeKinesis:
     gate: threading.Event | None = None
     calls: list[list[tuple[str, bytes]]] = field(default_factory=list)
     stored: list[tuple[str, bytes]] = field(default_factory=list)
+    placed: list[str] = field(default_factory=list)  # the shard of each stored record
     failed_entries: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         self.entered = threading.Event()
+
+    def shard_of(self, key: str) -> str:
+        return "shardId-000000000000"
 
     def put_records(self, **kwargs: Any) -> dict[str, Any]:
         assert set(kwargs) == {"StreamName", "Records"}, kwargs.keys()
@@ -120,9 +142,35 @@ class FakeKinesis:
                     results.append({"ErrorCode": code, "ErrorMessage": "Rate exceeded for shard"})
                 else:
                     self.stored.append((entry["PartitionKey"], entry["Data"]))
-                    results.append({"SequenceNumber": str(len(self.stored)), "ShardId": "shardId-000000000000"})
+                    shard = self.shard_of(entry["PartitionKey"])
+                    self.placed.append(shard)
+                    results.append({"SequenceNumber": str(len(self.stored)), "ShardId": shard})
             failed = sum(1 for r in results if "ErrorCode" in r)
             return {"FailedRecordCount": failed, "Records": results}
+
+
+@dataclass
+class ShardedFakeKinesis(FakeKinesis):
+    """FakeKinesis with ListShards: routes each record by the MD5 of its key over ``shards`` (replaceable, to
+    simulate a reshard), and counts ListShards calls. ``list_error`` makes ListShards fail."""
+
+    shards: list[dict[str, Any]] = field(default_factory=lambda: even_shards(4))
+    list_calls: int = 0
+    list_error: Exception | None = None
+
+    def list_shards(self, **kwargs: Any) -> dict[str, Any]:
+        assert kwargs == {"StreamName": "usage"}, kwargs
+        self.list_calls += 1
+        if self.list_error is not None:
+            raise self.list_error
+        return {"Shards": self.shards}
+
+    def shard_of(self, key: str) -> str:
+        h = int.from_bytes(hashlib.md5(key.encode()).digest(), "big")
+        for shard in self.shards:
+            if int(shard["HashKeyRange"]["StartingHashKey"]) <= h <= int(shard["HashKeyRange"]["EndingHashKey"]):
+                return str(shard["ShardId"])
+        raise AssertionError("hash space not covered")
 
 
 class ListSink:

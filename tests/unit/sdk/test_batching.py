@@ -111,3 +111,25 @@ def test_an_event_larger_than_a_record_is_refused() -> None:
     with pytest.raises(ValueError, match="too big"):
         batcher.add("acme", b"x" * 20_000)
     assert batcher.held_events == 0
+
+
+def test_records_grouped_by_shard_mix_keys_and_are_routed_by_the_first() -> None:
+    # GIVEN events of three tenants, two of them bound for the same shard
+    batcher = _batcher(max_record_bytes=20_000)
+    shard_of = {"acme": "shard-1", "globex": "shard-1", "initech": "shard-2"}
+    events = [make_event(("acme", "globex", "initech")[i % 3]) for i in range(90)]
+    for event in events:
+        batcher.add(event.tenant_id, encode_event(event), shard_of[event.tenant_id])
+    batcher.close_open()
+
+    # THEN the shard-1 aggregates hold both tenants' keys, each record is keyed by its first user record and
+    # stays within the limit counting that key, and the predicted shard travels with the record
+    records = list(batcher.outstanding())
+    for record in records:
+        keys = _partition_keys(record.data)
+        assert record.partition_key == keys[0]
+        assert {shard_of[k] for k in keys} == {record.shard}
+        assert record.size == len(record.partition_key) + len(record.data) <= 20_000
+    assert any(set(_partition_keys(r.data)) == {"acme", "globex"} for r in records)
+    users = deaggregate((r.partition_key, r.data) for r in records)
+    assert sorted(u.event.event_id for u in users) == sorted(e.event_id for e in events)

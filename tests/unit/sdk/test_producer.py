@@ -3,6 +3,7 @@ both overflow policies, flush/close (also at interpreter exit) and configuration
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
@@ -12,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ParamValidationError
+from botocore.exceptions import ClientError, ParamValidationError
 
-from producers.sdk import OverflowPolicy, ProducerConfig, UsageProducer
+from producers.sdk import AggregationScope, OverflowPolicy, ProducerConfig, UsageProducer
 from shared.errors import ConfigError, ProducerClosedError
 from shared.schema import MAX_EVENT_BYTES
-from tests.unit.sdk.fakes import FakeKinesis, deaggregate, make_event
+from tests.unit.sdk.fakes import FakeKinesis, ShardedFakeKinesis, deaggregate, even_shards, make_event
 
 ROOT = Path(__file__).resolve().parents[3]
 FAST = {"linger_s": 0.01, "backoff_base_s": 0.001, "backoff_cap_s": 0.01}
@@ -282,7 +283,7 @@ def test_buffered_events_are_delivered_at_interpreter_exit() -> None:
         """
         import atexit
         from producers.sdk import ProducerConfig, UsageProducer
-        from tests.unit.sdk.fakes import FakeKinesis, deaggregate, make_event
+        from tests.unit.sdk.fakes import FakeKinesis, ShardedFakeKinesis, deaggregate, even_shards, make_event
 
         fake = FakeKinesis()
         # atexit runs handlers last-in first-out: this one runs after the producer's (registered on emit).
@@ -312,9 +313,104 @@ def test_buffered_events_are_delivered_at_interpreter_exit() -> None:
         ({"backoff_base_s": 1.0, "backoff_cap_s": 0.5}, "backoff_cap_s"),
         ({"key_spread": {"acme": 0}}, "key_spread[acme]"),
         ({"key_spread": {"bad tenant": 2}}, "key_spread"),
+        ({"aggregate_by": "tenant"}, "aggregate_by"),
+        ({"shard_map_refresh_s": 0}, "shard_map_refresh_s"),
     ],
 )
 def test_bad_configuration_names_the_field(overrides: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError) as info:
         ProducerConfig(**overrides)
     assert info.value.field == field
+
+
+# --- aggregation by shard ----------------------------------------------------------------------------------------
+
+
+def test_records_bound_for_one_shard_share_an_aggregate() -> None:
+    # GIVEN a 4-shard stream and 100 tenants with 3 events each
+    fake = ShardedFakeKinesis()
+    producer = _producer(fake)
+    events = [make_event(f"tenant-{i % 100:03d}") for i in range(300)]
+
+    # WHEN they are sent
+    for event in events:
+        producer.emit(event)
+    assert producer.close(timeout=10)
+
+    # THEN each Kinesis record carries several tenants, but only tenants whose key maps to the shard it went to
+    _assert_exactly_once_anywhere(fake, events)
+    assert fake.list_calls == 1
+    assert len(fake.stored) <= 8  # about one per shard, not one per tenant
+    placed_by_record = dict(zip((data for _, data in fake.stored), fake.placed, strict=True))
+    for (_, data), users in _users_by_record(fake):
+        assert len({u.user_key for u in users}) > 1
+        assert all(fake.shard_of(u.user_key) == placed_by_record[data] for u in users)
+    # AND each tenant's events keep their order
+    users = deaggregate(fake.stored)
+    for tenant in ("tenant-007", "tenant-042"):
+        assert [u.event.event_id for u in users if u.event.tenant_id == tenant] == [
+            e.event_id for e in events if e.tenant_id == tenant
+        ]
+
+
+def test_a_reshard_is_noticed_and_the_shard_map_read_again() -> None:
+    # GIVEN a one-shard stream, read once
+    fake = ShardedFakeKinesis(shards=even_shards(1, prefix="shardId-A"))
+    producer = _producer(fake, shard_map_refresh_s=3600.0, shard_map_min_interval_s=0)
+    producer.emit(make_event("acme"))
+    assert producer.flush(timeout=10)
+    assert fake.list_calls == 1
+
+    # WHEN the stream is resharded into 4 and records land on shards the old map did not predict
+    fake.shards = even_shards(4, prefix="shardId-B")
+    for i in range(20):
+        producer.emit(make_event(f"tenant-{i}"))
+    assert producer.flush(timeout=10)
+    later = [make_event(f"tenant-{i}") for i in range(20)]
+    for event in later:
+        producer.emit(event)
+    assert producer.close(timeout=10)
+
+    # THEN the map was read again, and later aggregates hold only keys of the shard they landed on
+    assert fake.list_calls == 2
+    later_ids = {e.event_id for e in later}
+    for (_, data), users in _users_by_record(fake):
+        if any(u.event.event_id in later_ids for u in users):
+            (shard,) = {fake.shard_of(u.user_key) for u in users}
+            assert shard == fake.placed[[d for _, d in fake.stored].index(data)]
+
+
+def test_without_a_shard_map_it_aggregates_per_key(caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN a role without kinesis:ListShards
+    denied = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "ListShards")
+    fake = ShardedFakeKinesis(list_error=denied)
+    producer = _producer(fake)
+    events = [make_event(f"t{i % 5}") for i in range(50)]
+    with caplog.at_level(logging.WARNING):
+        for event in events:
+            producer.emit(event)
+        assert producer.close(timeout=10)
+
+    # THEN delivery still works, each aggregate holds one key, and the fallback was logged
+    _assert_exactly_once(fake, events)
+    assert "aggregating per partition key" in caplog.text
+
+
+def test_aggregation_by_key_can_be_chosen() -> None:
+    fake = ShardedFakeKinesis()
+    producer = _producer(fake, aggregate_by=AggregationScope.KEY)
+    events = [make_event(f"t{i % 5}") for i in range(50)]
+    for event in events:
+        producer.emit(event)
+    assert producer.close(timeout=10)
+    _assert_exactly_once(fake, events)
+    assert fake.list_calls == 0
+
+
+def _assert_exactly_once_anywhere(fake: FakeKinesis, events: list[Any]) -> None:
+    users = deaggregate(fake.stored)
+    assert Counter(u.event.event_id for u in users) == Counter(e.event_id for e in events)
+
+
+def _users_by_record(fake: FakeKinesis) -> list[tuple[tuple[str, bytes], list[Any]]]:
+    return [(record, deaggregate([record])) for record in fake.stored]
