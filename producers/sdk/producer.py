@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import random
 import threading
 import time
+import weakref
 import zlib
 from collections import deque
 from collections.abc import Sequence
@@ -50,7 +52,7 @@ from botocore.exceptions import ParamValidationError
 from producers.sdk.batching import OutRecord, RecordBatcher
 from producers.sdk.config import AggregationScope, OverflowPolicy, ProducerConfig
 from producers.sdk.shards import ShardMap
-from shared.errors import ProducerClosedError, SchemaError
+from shared.errors import ProducerClosedError
 from shared.schema import UsageEvent, encode_event
 
 if TYPE_CHECKING:
@@ -122,6 +124,7 @@ class UsageProducer:
             raise ValueError("stream_name is required")
         self._stream_name = stream_name
         self._client = kinesis_client
+        self._owns_client = kinesis_client is None
         self._region_name = region_name
         self._config = config or ProducerConfig()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
@@ -130,7 +133,11 @@ class UsageProducer:
         # Wake the sender early when a quarter of the queue is used, so a burst does not hit the limit.
         self._wake_at = max(1, cfg.max_buffered_events // 4)
         self._spread = dict(cfg.key_spread)
+        self._fork_hook = False
+        self._init_state()
 
+    def _init_state(self) -> None:
+        cfg = self._config
         # Shared between callers and the sender; guarded by _lock (an RLock: a finaliser that emits may run
         # on a thread that already holds it, e.g. a garbage-collected stream wrapper).
         self._lock = threading.RLock()
@@ -297,6 +304,20 @@ class UsageProducer:
         self._thread = threading.Thread(target=self._run, name="tenantmeter-usage-producer", daemon=True)
         self._thread.start()
         atexit.register(self._close_at_exit)
+        if not self._fork_hook:
+            self._fork_hook = True
+            me = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _reset_in_child(me))
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child (e.g. a pre-forking web server that imported the app after emitting): the sender
+        thread did not survive the fork, its lock may be held, and the events buffered belong to the parent,
+        which still sends them. Start afresh: empty buffer, zeroed counters, a new client if we made the old."""
+        if self._owns_client:
+            self._client = None  # boto3 clients hold connection pools: not shared across a fork
+        closed = self._closed
+        self._init_state()
+        self._closed = closed
 
     def _close_at_exit(self) -> None:
         self.close(self._config.close_timeout_s)
@@ -317,12 +338,18 @@ class UsageProducer:
     # --- sender thread -------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            if self._client is None:
+        failures = 0
+        while self._client is None and not self._stop:
+            try:
                 self._client = self._make_client()
-        except Exception:
-            logger.exception("usage producer could not create its Kinesis client; events stay buffered")
-            return
+            except Exception:
+                # No region, no credentials yet...: keep events buffered (the overflow policy bounds them) and
+                # try again, so a transient fault does not silence metering for the life of the process.
+                if failures == 0:
+                    logger.exception("usage producer could not create its Kinesis client; retrying")
+                failures += 1
+                with self._lock:
+                    self._wakeup.wait(self._config.backoff_cap_s)
         while True:
             try:
                 if self._cycle():
@@ -428,9 +455,10 @@ class UsageProducer:
             key = self._partition_key(event)
             shard_map = self._shard_map
             self._batcher.add(key, data, shard_map.shard_for(key) if shard_map is not None else None)
-        except (SchemaError, ValueError) as exc:
+        except Exception as exc:
+            # SchemaError (over 8 KiB encoded) or anything unforeseen: never let one event wedge the queue.
             self._dropped_invalid += 1
-            logger.error("usage event %s dropped: %s", event.event_id, exc)
+            logger.error("usage event %s dropped (%s): %s", event.event_id, type(exc).__name__, exc)
 
     def _partition_key(self, event: UsageEvent) -> str:
         spread = self._spread.get(event.tenant_id, 1)
@@ -527,3 +555,9 @@ class UsageProducer:
             else:
                 waiting.append(marker)
         self._markers = waiting
+
+
+def _reset_in_child(ref: weakref.ReferenceType[UsageProducer]) -> None:
+    producer = ref()
+    if producer is not None:
+        producer._reset_after_fork()

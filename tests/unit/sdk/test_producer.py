@@ -301,6 +301,41 @@ def test_buffered_events_are_delivered_at_interpreter_exit() -> None:
     assert out.stdout.strip() == "delivered 25"
 
 
+def test_a_forked_child_starts_afresh_and_the_parent_keeps_its_events() -> None:
+    # GIVEN a script whose parent emits (starting the sender), forks while 5 events linger, and then both
+    # processes emit and close
+    script = textwrap.dedent(
+        """
+        import os
+        from producers.sdk import ProducerConfig, UsageProducer
+        from tests.unit.sdk.fakes import FakeKinesis, deaggregate, make_event
+
+        fake = FakeKinesis()
+        producer = UsageProducer("usage", kinesis_client=fake, config=ProducerConfig(linger_s=60.0))
+        for _ in range(5):
+            producer.emit(make_event("parent"))
+        pid = os.fork()
+        tenant = "child" if pid == 0 else "parent"
+        for _ in range(3):
+            producer.emit(make_event(tenant))
+        producer.close(timeout=10)
+        tenants = sorted(u.event.tenant_id for u in deaggregate(fake.stored))
+        line = f"{tenant} {tenants.count('parent')} {tenants.count('child')} {producer.stats().sent}\\n"
+        os.write(1, line.encode())  # one write(): the two processes' lines cannot interleave
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        """
+    )
+    # WHEN it runs
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+    # THEN the child sent only its own 3 events (the 5 buffered before the fork are the parent's to send),
+    # and the parent sent its 8
+    assert out.returncode == 0, out.stderr
+    assert sorted(out.stdout.split("\n")[:2]) == ["child 0 3 3", "parent 8 0 8"]
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
