@@ -165,4 +165,8 @@ module "monitoring" {
   metrics_namespace             = var.metrics_namespace
   alarms                        = var.alarms
   spend_alarm                   = var.spend_alarm
+
+  spend = {
+    log_group_names = { gateway = module.gateway.log_group_name }
+  }
 }

@@ -88,7 +88,7 @@ variable "consumer" {
       starting_position          = optional(string, "TRIM_HORIZON")
       enhanced_fan_out           = optional(bool, false)
     }), {})
-    dedupe_horizon_seconds = optional(number, 172800)
+    dedupe_horizon_seconds = optional(number, 86400)
     memory_size            = optional(number, 1024)
     timeout                = optional(number, 60)
   })
@@ -103,16 +103,16 @@ variable "consumer" {
 variable "gateway" {
   description = <<-EOT
     The gateway: model_backend (bedrock or simulated), the Bedrock model / inference-profile ARNs it may call
-    (empty: all foundation models and this account's profiles), SageMaker endpoints (alias -> endpoint name),
+    (empty: all foundation models and this account's profiles), SageMaker endpoint names,
     quota cache, body limit, reservation TTL, HTTP API throttling, memory.
   EOT
   type = object({
     model_backend           = optional(string, "bedrock")
     bedrock_resource_arns   = optional(list(string), [])
-    sagemaker_endpoints     = optional(map(string), {})
+    sagemaker_endpoints     = optional(list(string), [])
     quota_cache_ms          = optional(number, 1000)
     max_body_bytes          = optional(number, 1048576)
-    reservation_ttl_seconds = optional(number, 900)
+    reservation_ttl_seconds = optional(number, 300)
     memory_size             = optional(number, 512)
     throttling = optional(object({
       rate_limit  = optional(number, 100)

@@ -1,4 +1,5 @@
-# The multi-tenant gateway: an API Gateway HTTP API (payload format 2.0) in front of one Lambda. The gateway
+# The multi-tenant gateway: an API Gateway HTTP API in front of one Lambda, with payload format 1.0 (the REST
+# proxy event shape producers/gateway/handler.py parses). The gateway
 # authenticates each request itself, hashing the API key and looking it up in the tenant registry, so the
 # tenant identity always comes from the credential; API Gateway adds TLS, stage-wide throttling and access
 # logs. Why an HTTP API and not a REST API with usage plans: see envs/dev/README.md.
@@ -25,7 +26,7 @@ locals {
   ]
 
   sagemaker_endpoint_arns = [
-    for endpoint in values(var.sagemaker_endpoints) :
+    for endpoint in var.sagemaker_endpoints :
     "arn:${local.partition}:sagemaker:${local.region}:${local.account_id}:endpoint/${lower(endpoint)}"
   ]
 
@@ -42,9 +43,10 @@ locals {
 }
 
 data "aws_iam_policy_document" "function" {
+  # ListShards: the usage producer maps partition keys to shards to aggregate records bound for one shard.
   statement {
     sid       = "PutUsageEvents"
-    actions   = ["kinesis:PutRecord", "kinesis:PutRecords"]
+    actions   = ["kinesis:ListShards", "kinesis:PutRecord", "kinesis:PutRecords"]
     resources = [var.stream_arn]
   }
 
@@ -77,7 +79,7 @@ data "aws_iam_policy_document" "function" {
 
     content {
       sid       = "InvokeSageMakerEndpoints"
-      actions   = ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"]
+      actions   = ["sagemaker:InvokeEndpoint"]
       resources = local.sagemaker_endpoint_arns
     }
   }
@@ -130,7 +132,7 @@ module "function" {
     TM_DYNAMODB_TABLE          = var.store.table_name
     TM_TENANT_CONFIG           = var.tenant_registry.s3_uri
     TM_MODEL_BACKEND           = var.model_backend
-    TM_SAGEMAKER_ENDPOINTS     = join(",", [for alias, endpoint in var.sagemaker_endpoints : "${alias}=${endpoint}"])
+    TM_SAGEMAKER_ENDPOINTS     = join(",", var.sagemaker_endpoints)
     TM_QUOTA_CACHE_MS          = tostring(var.quota_cache_ms)
     TM_MAX_BODY_BYTES          = tostring(var.max_body_bytes)
     TM_RESERVATION_TTL_SECONDS = tostring(var.reservation_ttl_seconds)
@@ -158,7 +160,7 @@ resource "aws_apigatewayv2_integration" "this" {
   integration_type       = "AWS_PROXY"
   integration_method     = "POST"
   integration_uri        = module.function.invoke_arn
-  payload_format_version = "2.0"
+  payload_format_version = "1.0"
   timeout_milliseconds   = min(var.timeout * 1000, 30000)
 }
 

@@ -74,12 +74,12 @@ variable "bedrock_resource_arns" {
 }
 
 variable "sagemaker_endpoints" {
-  description = "SageMaker endpoints the gateway may route to, model alias -> endpoint name (TM_SAGEMAKER_ENDPOINTS)."
-  type        = map(string)
-  default     = {}
+  description = "Names of the SageMaker endpoints the gateway may call; a request for that model id goes to the endpoint (TM_SAGEMAKER_ENDPOINTS)."
+  type        = list(string)
+  default     = []
 
   validation {
-    condition     = alltrue([for e in values(var.sagemaker_endpoints) : can(regex("^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", e))])
+    condition     = alltrue([for e in var.sagemaker_endpoints : can(regex("^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", e))])
     error_message = "sagemaker_endpoints values must be SageMaker endpoint names (no wildcards)."
   }
 }
@@ -90,30 +90,30 @@ variable "quota_cache_ms" {
   default     = 1000
 
   validation {
-    condition     = var.quota_cache_ms >= 0 && var.quota_cache_ms <= 60000
-    error_message = "quota_cache_ms must be between 0 and 60000."
+    condition     = var.quota_cache_ms >= 0 && var.quota_cache_ms <= 1000
+    error_message = "quota_cache_ms must be between 0 and 1000 (a cut-off must reach the gateway within a second)."
   }
 }
 
 variable "max_body_bytes" {
-  description = "Largest request body the gateway accepts, in bytes (TM_MAX_BODY_BYTES; API Gateway's own cap is 10 MB)."
+  description = "Largest request body the gateway accepts, in bytes (TM_MAX_BODY_BYTES; Lambda's synchronous payload cap is 6 MiB)."
   type        = number
   default     = 1048576
 
   validation {
-    condition     = var.max_body_bytes >= 1024 && var.max_body_bytes <= 10485760
-    error_message = "max_body_bytes must be between 1024 and 10485760."
+    condition     = var.max_body_bytes >= 1024 && var.max_body_bytes <= 6291456
+    error_message = "max_body_bytes must be between 1024 and 6291456 (6 MiB)."
   }
 }
 
 variable "reservation_ttl_seconds" {
   description = "How long a reservation taken under reserved admission lives if never settled (TM_RESERVATION_TTL_SECONDS)."
   type        = number
-  default     = 900
+  default     = 300
 
   validation {
-    condition     = var.reservation_ttl_seconds >= 30 && var.reservation_ttl_seconds <= 86400
-    error_message = "reservation_ttl_seconds must be between 30 and 86400."
+    condition     = var.reservation_ttl_seconds >= 10 && var.reservation_ttl_seconds <= 86400
+    error_message = "reservation_ttl_seconds must be between 10 and 86400."
   }
 }
 

@@ -85,9 +85,11 @@ data "aws_iam_policy_document" "function" {
     }
   }
 
+  # SendMessageBatch (the quarantine adapter) is authorised as sqs:SendMessage; Lambda sends the mapping's
+  # failure records to the destination with this role too.
   statement {
     sid       = "QuarantineAndFailureDestination"
-    actions   = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
+    actions   = ["sqs:SendMessage"]
     resources = [var.quarantine_queue_arn, aws_sqs_queue.failures.arn]
   }
 

@@ -133,11 +133,11 @@ variable "quarantine_queue_url" {
 variable "dedupe_horizon_seconds" {
   description = "How long an event id is remembered for exact-once counting (TM_DEDUPE_HORIZON_SECONDS)."
   type        = number
-  default     = 172800
+  default     = 86400
 
   validation {
-    condition     = var.dedupe_horizon_seconds >= 3600 && var.dedupe_horizon_seconds <= 2678400
-    error_message = "dedupe_horizon_seconds must be between 3600 (1 hour) and 2678400 (31 days)."
+    condition     = var.dedupe_horizon_seconds >= 60 && var.dedupe_horizon_seconds <= 2592000
+    error_message = "dedupe_horizon_seconds must be between 60 and 2592000 (30 days)."
   }
 }
 

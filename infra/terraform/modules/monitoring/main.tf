@@ -1,14 +1,15 @@
 # Operations: CloudWatch alarms on what goes wrong first (the consumer falling behind, records quarantined or
 # dropped to the failure queue, consumer errors, throttled puts, failed report runs), platform-wide daily
 # spend alarms at ascending fractions of a budget (one per severity topic), saved Logs Insights queries, and
-# a dashboard with per-tenant spend. tenant_id is EMF metadata, never a metric dimension (one dimension per
-# tenant would cost a metric per tenant and hit the 29-dimension cap), so per-tenant figures come from Logs
-# Insights over the consumer's EMF log lines; totals come from the EMF metrics.
+# a dashboard with per-tenant spend. tenant_id is EMF metadata, never a metric dimension (a series per tenant
+# is unbounded), so per-tenant figures come from Logs Insights over the EMF documents (the gateway writes one
+# per request with tenant_id and CostUSD); totals come from EMF metrics and a tenant-free SpendUSD metric.
 
 data "aws_region" "current" {}
 
 locals {
-  region = data.aws_region.current.name
+  region       = data.aws_region.current.name
+  spend_metric = "SpendUSD"
 
   alarms = {
     consumer-iterator-age = {
@@ -83,28 +84,46 @@ locals {
     for severity, fraction in var.spend_alarm.thresholds : severity => fraction
   }
 
-  # Per-tenant spend from the consumer's EMF lines (tenant_id is metadata on each metric blob).
+  spend_sources = join(" | ", [for name in values(var.spend.log_group_names) : "SOURCE '${name}'"])
+
+  # Per-tenant spend from the EMF lines (tenant_id is metadata on each document, cost an exact decimal).
   tenant_spend_query = <<-EOT
-    fields tenant_id, ${var.emf.cost_metric}
-    | filter ispresent(tenant_id) and ispresent(${var.emf.cost_metric})
-    | stats sum(${var.emf.cost_metric}) / 1000000000 as spend_usd, count(*) as batches by tenant_id
+    fields ${var.spend.tenant_field}, ${var.spend.cost_field}
+    | filter ispresent(${var.spend.tenant_field}) and ispresent(${var.spend.cost_field})
+    | stats sum(${var.spend.cost_field}) as spend_usd, count(*) as documents by ${var.spend.tenant_field}
     | sort spend_usd desc
     | limit 50
   EOT
 
   tenant_tokens_query = <<-EOT
-    fields tenant_id, ${var.emf.tokens_metric}
-    | filter ispresent(tenant_id) and ispresent(${var.emf.tokens_metric})
-    | stats sum(${var.emf.tokens_metric}) as tokens by tenant_id, bin(1h)
-    | sort tokens desc
+    fields ${var.spend.tenant_field}, InputTokens, OutputTokens
+    | filter ispresent(${var.spend.tenant_field}) and ispresent(InputTokens)
+    | stats sum(InputTokens) as input_tokens, sum(OutputTokens) as output_tokens by ${var.spend.tenant_field}, bin(1h)
+    | sort input_tokens desc
   EOT
 
-  quarantine_reasons_query = <<-EOT
-    fields @timestamp, level, message, reason, tenant_id
-    | filter message like /quarantin/
-    | stats count(*) as records by reason
-    | sort records desc
+  failed_batches_query = <<-EOT
+    fields @timestamp, @message
+    | filter message = "batch done" and failed_items > 0
+    | stats sum(records) as records, sum(failed_items) as failed_items, sum(quarantined) as quarantined by bin(5m)
   EOT
+}
+
+# The spend metric: every EMF document with a cost adds it to one tenant-free metric, which the spend alarms
+# and the dashboard's total read. (EMF's own CostUSD carries per-request dimensions, too many to alarm on.)
+resource "aws_cloudwatch_log_metric_filter" "spend" {
+  for_each = var.spend.log_group_names
+
+  name           = "${var.name}-spend-usd-${each.key}"
+  log_group_name = each.value
+  pattern        = "{ $.${var.spend.cost_field} >= 0 }"
+
+  metric_transformation {
+    name      = local.spend_metric
+    namespace = var.metrics_namespace
+    value     = "$.${var.spend.cost_field}"
+    unit      = "None"
+  }
 }
 
 resource "aws_cloudwatch_metric_alarm" "this" {
@@ -130,36 +149,37 @@ resource "aws_cloudwatch_metric_alarm" "spend" {
   for_each = local.spend_alarms
 
   alarm_name          = "${var.name}-daily-spend-${each.key}"
-  alarm_description   = "Today's metered spend across all tenants passed ${each.value * 100}% of the daily budget (${var.spend_alarm.daily_budget_usd} USD)."
+  alarm_description   = "Spend over the last 24 hours, all tenants, reached ${each.value * 100}% of the daily budget (${var.spend_alarm.daily_budget_usd} USD)."
   namespace           = var.metrics_namespace
-  metric_name         = var.emf.cost_metric
-  dimensions          = { service = "metering" }
+  metric_name         = local.spend_metric
   statistic           = "Sum"
   period              = 86400
   evaluation_periods  = 1
-  threshold           = var.spend_alarm.daily_budget_usd * each.value * 1000000000
+  threshold           = var.spend_alarm.daily_budget_usd * each.value
   comparison_operator = "GreaterThanOrEqualToThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = [var.alert_topic_arns[each.key]]
   tags                = var.tags
+
+  depends_on = [aws_cloudwatch_log_metric_filter.spend]
 }
 
 resource "aws_cloudwatch_query_definition" "tenant_spend" {
   name            = "${var.name}/per-tenant-spend"
-  log_group_names = [var.consumer_log_group_name]
+  log_group_names = values(var.spend.log_group_names)
   query_string    = local.tenant_spend_query
 }
 
 resource "aws_cloudwatch_query_definition" "tenant_tokens" {
   name            = "${var.name}/per-tenant-tokens-hourly"
-  log_group_names = [var.consumer_log_group_name]
+  log_group_names = values(var.spend.log_group_names)
   query_string    = local.tenant_tokens_query
 }
 
-resource "aws_cloudwatch_query_definition" "quarantine_reasons" {
-  name            = "${var.name}/quarantine-reasons"
+resource "aws_cloudwatch_query_definition" "failed_batches" {
+  name            = "${var.name}/consumer-failed-batches"
   log_group_names = [var.consumer_log_group_name]
-  query_string    = local.quarantine_reasons_query
+  query_string    = local.failed_batches_query
 }
 
 resource "aws_cloudwatch_dashboard" "this" {
@@ -171,19 +191,19 @@ resource "aws_cloudwatch_dashboard" "this" {
         properties = {
           title  = "Spend per tenant (USD, dashboard time range)"
           region = local.region
-          query  = "SOURCE '${var.consumer_log_group_name}' | ${replace(trimspace(local.tenant_spend_query), "\n", " ")}"
+          query  = "${local.spend_sources} | ${replace(trimspace(local.tenant_spend_query), "\n", " ")}"
           view   = "table"
         }
       },
       {
         type = "metric", x = 12, y = 0, width = 12, height = 8
         properties = {
-          title   = "Metered spend, all tenants (nano-USD per 5 min)"
+          title   = "Spend, all tenants (USD per 5 min)"
           region  = local.region
           stat    = "Sum"
           period  = 300
           view    = "timeSeries"
-          metrics = [[var.metrics_namespace, var.emf.cost_metric, "service", "metering"]]
+          metrics = [[var.metrics_namespace, local.spend_metric]]
         }
       },
       {
@@ -191,7 +211,7 @@ resource "aws_cloudwatch_dashboard" "this" {
         properties = {
           title  = "Tokens per tenant per hour"
           region = local.region
-          query  = "SOURCE '${var.consumer_log_group_name}' | ${replace(trimspace(local.tenant_tokens_query), "\n", " ")}"
+          query  = "${local.spend_sources} | ${replace(trimspace(local.tenant_tokens_query), "\n", " ")}"
           view   = "bar"
         }
       },
@@ -230,6 +250,23 @@ resource "aws_cloudwatch_dashboard" "this" {
           metrics = [
             ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.quarantine_queue_name],
             ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.failure_queue_name],
+          ]
+        }
+      },
+      {
+        type = "metric", x = 0, y = 22, width = 24, height = 6
+        properties = {
+          title  = "Consumer: events metered, duplicates skipped, failed items, alerts (per 5 min)"
+          region = local.region
+          view   = "timeSeries"
+          stat   = "Sum"
+          period = 300
+          metrics = [
+            [var.metrics_namespace, "EventsProcessed", "service", var.consumer_service_name],
+            [var.metrics_namespace, "DuplicatesSkipped", "service", var.consumer_service_name],
+            [var.metrics_namespace, "FailedItems", "service", var.consumer_service_name],
+            [var.metrics_namespace, "AlertsPublished", "service", var.consumer_service_name],
+            [var.metrics_namespace, "BlocksWritten", "service", var.consumer_service_name],
           ]
         }
       },

@@ -18,6 +18,6 @@ output "query_definition_names" {
   value = [
     aws_cloudwatch_query_definition.tenant_spend.name,
     aws_cloudwatch_query_definition.tenant_tokens.name,
-    aws_cloudwatch_query_definition.quarantine_reasons.name,
+    aws_cloudwatch_query_definition.failed_batches.name,
   ]
 }

@@ -43,17 +43,37 @@ variable "report_dead_letter_queue_name" {
 }
 
 variable "metrics_namespace" {
-  description = "CloudWatch namespace of tenantmeter's EMF metrics (POWERTOOLS_METRICS_NAMESPACE)."
+  description = "CloudWatch namespace of the consumer's EMF metrics (POWERTOOLS_METRICS_NAMESPACE) and of SpendUSD."
   type        = string
 }
 
-variable "emf" {
-  description = "Names of the consumer's EMF metrics the dashboard and spend alarms read."
+variable "consumer_service_name" {
+  description = "POWERTOOLS_SERVICE_NAME of the consumer: the service dimension of its EMF metrics."
+  type        = string
+  default     = "metering"
+}
+
+variable "spend" {
+  description = <<-EOT
+    Where per-tenant spend is read from: log groups (keyed by a static name) whose EMF documents carry the
+    tenant in tenant_field and the exact USD cost in cost_field (the gateway's request metrics do). Each group
+    gets a metric filter feeding the tenant-free SpendUSD metric the spend alarms watch.
+  EOT
   type = object({
-    cost_metric   = optional(string, "CostNanos")
-    tokens_metric = optional(string, "Tokens")
+    log_group_names = map(string)
+    cost_field      = optional(string, "CostUSD")
+    tenant_field    = optional(string, "tenant_id")
   })
-  default = {}
+
+  validation {
+    condition     = length(var.spend.log_group_names) > 0
+    error_message = "spend.log_group_names must name at least one log group."
+  }
+
+  validation {
+    condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]*$", var.spend.cost_field)) && can(regex("^[A-Za-z_][A-Za-z0-9_]*$", var.spend.tenant_field))
+    error_message = "spend.cost_field and spend.tenant_field must be plain JSON field names."
+  }
 }
 
 variable "alarms" {
@@ -79,7 +99,7 @@ variable "alarms" {
 
 variable "spend_alarm" {
   description = <<-EOT
-    Platform-wide daily spend alarms: when today's metered spend (UTC day, all tenants) reaches each fraction
+    Platform-wide daily spend alarms: when the last 24 hours' spend (SpendUSD, all tenants) reaches each fraction
     of daily_budget_usd, the alarm notifies that severity's topic. null budget: no spend alarms. Fractions
     ascend in (0, 1]: info < warning < critical.
   EOT
