@@ -203,6 +203,14 @@ class TenantBatch:
     tenant_id: str
     events: tuple[MeteredEvent, ...]
     read_windows: tuple[Window, ...] = ()
+    # Calendar windows to read one period back (the previous hour, day, month), reported as
+    # ``previous_name(window)``: the spike baseline and the projection rate read the previous hour.
+    read_previous: tuple[Window, ...] = ()
+
+
+def previous_name(window: Window) -> str:
+    """The totals key of a calendar window read one period back: ``prev_hour``, ``prev_day``, ``prev_month``."""
+    return f"prev_{window.name}"
 
 
 @dataclass(frozen=True, slots=True)

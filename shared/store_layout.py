@@ -2,13 +2,15 @@
 
 Usage is counted in fixed UTC buckets (shared.windows) under *dimension prefixes*:
 
-| dimension | prefix | kept in buckets |
+| what | prefix | kept in buckets |
 |---|---|---|
 | tenant total | ``t`` | minute, hour, day, month |
-| tenant x model | ``m<SEP>model`` | day, month |
-| tenant x costCenter | ``c<SEP>cost_center`` | day, month |
-| tenant x applicationId | ``a<SEP>application_id`` | day, month |
-| tenant x model x costCenter x applicationId | ``x<SEP>model<SEP>cc<SEP>app`` | day (the daily report) |
+| tenant x model x costCenter x applicationId | ``x<SEP>model<SEP>cc<SEP>app`` | day |
+
+Per-dimension totals (tenant x model, x costCenter, x applicationId) are sums of the day combinations: for a
+day, of that day's bucket; for a month, of the month's day buckets. Writing one combination per event instead
+of four dimensions keeps the store's work per batch small; the reads that need them (the CLI, the daily
+report) are rare.
 
 Each prefix holds six integer counters (``COUNTERS``): input, output, cache-read, cache-write tokens, requests,
 cost in nano-dollars. A batch is aggregated here, in Python, per tenant and bucket before it reaches a store,
@@ -30,7 +32,7 @@ from enum import StrEnum
 from typing import Final
 
 from shared.ports import MeteredEvent, Totals
-from shared.windows import Granularity, Window, bucket_id, window_bucket_starts
+from shared.windows import Granularity, Window, bucket_id, bucket_start, window_bucket_starts
 
 SEP: Final = "\x1f"  # unit separator: never in a tag value (printable only) and stripped from model names
 
@@ -48,8 +50,8 @@ DIM_NAMES: Final = {Dim.MODEL: "model", Dim.COST_CENTER: "cost_center", Dim.APPL
 DIMS_BY_GRANULARITY: Final[dict[Granularity, tuple[Dim, ...]]] = {
     Granularity.MINUTE: (Dim.TOTAL,),
     Granularity.HOUR: (Dim.TOTAL,),
-    Granularity.DAY: (Dim.TOTAL, Dim.MODEL, Dim.COST_CENTER, Dim.APPLICATION, Dim.COMBO),
-    Granularity.MONTH: (Dim.TOTAL, Dim.MODEL, Dim.COST_CENTER, Dim.APPLICATION),
+    Granularity.DAY: (Dim.TOTAL, Dim.COMBO),
+    Granularity.MONTH: (Dim.TOTAL,),
 }
 
 # Counter codes, in Totals field order.
@@ -80,28 +82,38 @@ def parse_dim_prefix(prefix: str) -> tuple[Dim, tuple[str, ...]]:
     return Dim(head), tuple(rest)
 
 
+def combo_prefix(event: MeteredEvent) -> str:
+    return SEP.join((Dim.COMBO.value, event.model, event.cost_center, event.application_id))
+
+
 def event_prefixes(event: MeteredEvent, granularity: Granularity) -> list[str]:
-    out: list[str] = []
-    for dim in DIMS_BY_GRANULARITY[granularity]:
-        if dim is Dim.TOTAL:
-            out.append(Dim.TOTAL.value)
-        elif dim is Dim.MODEL:
-            out.append(dim_prefix(dim, event.model))
-        elif dim is Dim.COST_CENTER:
-            out.append(dim_prefix(dim, event.cost_center))
-        elif dim is Dim.APPLICATION:
-            out.append(dim_prefix(dim, event.application_id))
-        else:
-            out.append(dim_prefix(dim, event.model, event.cost_center, event.application_id))
-    return out
+    if Dim.COMBO in DIMS_BY_GRANULARITY[granularity]:
+        return [Dim.TOTAL.value, combo_prefix(event)]
+    return [Dim.TOTAL.value]
 
 
 BucketKey = tuple[Granularity, str]
 
+_TOTAL: Final = Dim.TOTAL.value
+_BUCKET_IDS: dict[int, tuple[str, str, str, str]] = {}
+
+
+def bucket_ids(t: datetime) -> tuple[str, str, str, str]:
+    """(minute, hour, day, month) bucket ids of t, memoised per minute (strftime is the slow part)."""
+    minute = int(t.timestamp()) // 60
+    ids = _BUCKET_IDS.get(minute)
+    if ids is None:
+        if len(_BUCKET_IDS) > 100_000:
+            _BUCKET_IDS.clear()
+        m = bucket_id(Granularity.MINUTE, t)
+        ids = _BUCKET_IDS[minute] = (m, m[:10], m[:8], m[:6])
+    return ids
+
 
 def aggregate(events: Iterable[MeteredEvent]) -> dict[BucketKey, dict[str, Totals]]:
-    """Sum events per (granularity, bucket id) and dimension prefix."""
+    """Sum events per (granularity, bucket id) and dimension prefix (see DIMS_BY_GRANULARITY)."""
     acc: dict[BucketKey, dict[str, list[int]]] = {}
+    grans = (Granularity.MINUTE, Granularity.HOUR, Granularity.DAY, Granularity.MONTH)
     for event in events:
         counts = (
             event.input_tokens,
@@ -111,17 +123,89 @@ def aggregate(events: Iterable[MeteredEvent]) -> dict[BucketKey, dict[str, Total
             event.requests,
             event.cost_nanos,
         )
-        for granularity in Granularity:
-            key = (granularity, bucket_id(granularity, event.occurred_at))
-            bucket = acc.setdefault(key, {})
-            for prefix in event_prefixes(event, granularity):
+        ids = bucket_ids(event.occurred_at)
+        for granularity, ident in zip(grans, ids, strict=True):
+            bucket = acc.get((granularity, ident))
+            if bucket is None:
+                bucket = acc[(granularity, ident)] = {}
+            prefixes = (_TOTAL, combo_prefix(event)) if granularity is Granularity.DAY else (_TOTAL,)
+            for prefix in prefixes:
                 cur = bucket.get(prefix)
                 if cur is None:
                     bucket[prefix] = list(counts)
                 else:
-                    for i in range(6):
-                        cur[i] += counts[i]
+                    cur[0] += counts[0]
+                    cur[1] += counts[1]
+                    cur[2] += counts[2]
+                    cur[3] += counts[3]
+                    cur[4] += counts[4]
+                    cur[5] += counts[5]
     return {key: {p: Totals(*c) for p, c in bucket.items()} for key, bucket in acc.items()}
+
+
+def aggregate_fields(events: Iterable[MeteredEvent]) -> dict[BucketKey, dict[str, int]]:
+    """Like ``aggregate``, flattened to non-zero ``prefix|code`` counters per bucket: what hash stores write."""
+    acc: dict[BucketKey, dict[str, list[int]]] = {}
+    minute_g, hour_g, day_g, month_g = Granularity.MINUTE, Granularity.HOUR, Granularity.DAY, Granularity.MONTH
+    for event in events:
+        counts = (
+            event.input_tokens,
+            event.output_tokens,
+            event.cache_read_tokens,
+            event.cache_write_tokens,
+            event.requests,
+            event.cost_nanos,
+        )
+        m, h, d, mo = bucket_ids(event.occurred_at)
+        combo = SEP.join((Dim.COMBO.value, event.model, event.cost_center, event.application_id))
+        for key, prefix in (
+            ((minute_g, m), _TOTAL),
+            ((hour_g, h), _TOTAL),
+            ((day_g, d), _TOTAL),
+            ((day_g, d), combo),
+            ((month_g, mo), _TOTAL),
+        ):
+            bucket = acc.get(key)
+            if bucket is None:
+                bucket = acc[key] = {}
+            cur = bucket.get(prefix)
+            if cur is None:
+                bucket[prefix] = list(counts)
+            else:
+                cur[0] += counts[0]
+                cur[1] += counts[1]
+                cur[2] += counts[2]
+                cur[3] += counts[3]
+                cur[4] += counts[4]
+                cur[5] += counts[5]
+    out: dict[BucketKey, dict[str, int]] = {}
+    for key, bucket in acc.items():
+        fields: dict[str, int] = {}
+        for prefix, c in bucket.items():
+            for code, value in zip(COUNTERS, c, strict=True):
+                if value:
+                    fields[f"{prefix}|{code}"] = value
+        out[key] = fields
+    return out
+
+
+def dimension_sums(buckets: Iterable[Mapping[str, Totals]]) -> dict[str, dict[str, Totals]]:
+    """Per-dimension totals ({"model"|"cost_center"|"application_id": {value: Totals}}) summed from the
+    combinations of one or more day buckets."""
+    out: dict[str, dict[str, Totals]] = {name: {} for name in DIM_NAMES.values()}
+    for counts in buckets:
+        for prefix, totals in counts.items():
+            dim, values = parse_dim_prefix(prefix)
+            if dim is not Dim.COMBO:
+                continue
+            for name, value in zip(DIM_NAMES.values(), values, strict=True):
+                out[name][value] = out[name].get(value, Totals()) + totals
+    return out
+
+
+def month_days(now: datetime) -> list[str]:
+    """Day bucket ids of the month containing ``now``, up to and including now's day."""
+    return [bucket_id(Granularity.DAY, now.replace(day=d)) for d in range(1, now.day + 1)]
 
 
 def totals_to_fields(prefix: str, totals: Totals) -> dict[str, int]:
@@ -211,3 +295,10 @@ def rank_tenants(totals: Mapping[str, Totals], metric_value: Callable[[Totals], 
     """Highest first; ties broken by tenant id so the order is stable."""
     ranked = sorted(totals, key=lambda t: (-metric_value(totals[t]), t))
     return [t for t in ranked if metric_value(totals[t]) > 0][:limit]
+
+
+def previous_period(window: Window, now: datetime) -> datetime:
+    """An instant in the calendar window's previous period (for ``TenantBatch.read_previous``)."""
+    if window.sliding:
+        raise ValueError(f"only calendar windows have a previous period, not {window.name}")
+    return bucket_start(window.granularity, now) - timedelta(seconds=1)

@@ -6,11 +6,16 @@ Three kinds of finding, each made once per level per period by an AlertMark the 
   action (per tier) says which severity topics hear it, whether the tenant's contact topic does, whether the
   gateway switches to reserved admission (hard cost quotas), and whether a hard quota blocks. Soft quotas
   never block. Period: ``window_period_id`` (the calendar bucket; the hour for 1m/5m, the day for 60m).
-- **spike**: the last 5 minutes' tokens are at least ``SPIKE_FACTOR`` times the tenant's own baseline, the
-  average 5 minutes of the 60 minutes before them, and at least ``SPIKE_MIN_TOKENS``. Steady growth moves the
-  baseline with it and never fires; a sudden jump does. Once per tenant per clock hour.
-- **projection**: for day and month quotas on tokens or cost, not yet exhausted: at the last 60 minutes'
-  rate the quota runs out before the window resets. Once per tenant per quota per period.
+- **spike**: the last 5 minutes' tokens (the sliding 5m window) are at least ``SPIKE_FACTOR`` times the
+  tenant's own baseline, the average 5 minutes of the previous UTC clock hour (its tokens / 12), and at least
+  ``SPIKE_MIN_TOKENS``. Steady growth moves the baseline with it and never fires; a sudden jump does. Once
+  per tenant per clock hour.
+- **projection**: for day and month quotas on tokens or cost, not yet exhausted: at the recent hourly rate
+  (the previous clock hour plus the current one so far, over the time they span: 60 to 120 minutes) the
+  quota runs out before the window resets. Once per tenant per quota per period.
+
+Both read calendar hour buckets, not 60+ minute buckets, so evaluating every touched tenant after every batch
+costs the store two small reads.
 
 Spike and projection alerts use the topics (and tenant notification) of the tier's ``warning`` action.
 """
@@ -25,14 +30,15 @@ from typing import Final
 
 from shared.decisions import AlertLevel, BlockRecord, Metric, alert_level_for
 from shared.money import format_usd
-from shared.ports import AlertMark, AlertMessage, ReserveFlag, Totals
+from shared.ports import AlertMark, AlertMessage, ReserveFlag, Totals, previous_name
 from shared.tenants import QuotaRule, Tenant
 from shared.windows import (
+    HOUR,
     MINUTE_5,
-    MINUTE_60,
     Granularity,
     Window,
     bucket_id,
+    bucket_start,
     next_bucket_start,
     parse_bucket_id,
     window_period_id,
@@ -41,8 +47,6 @@ from shared.windows import (
 
 SPIKE_FACTOR: Final = 5
 SPIKE_MIN_TOKENS: Final = 50_000
-# The spike baseline needs the 60 minutes before the last 5: read as one 65-minute sliding window.
-MINUTE_65: Final = Window("65m", Granularity.MINUTE, 65, sliding=True)
 PROJECTED_WINDOWS: Final = frozenset({"day", "month"})
 
 _WINDOW_WORDS: Final = {
@@ -68,10 +72,14 @@ class Finding:
 
 def read_windows(tenant: Tenant) -> tuple[Window, ...]:
     """The windows the store must read back for this tenant after a batch."""
-    windows: dict[str, Window] = {w.name: w for w in (MINUTE_5, MINUTE_60, MINUTE_65)}
+    windows: dict[str, Window] = {w.name: w for w in (MINUTE_5, HOUR)}
     for rule in tenant.quotas:
         windows[rule.window.name] = rule.window
     return tuple(windows.values())
+
+
+# ... and the calendar windows it must read one period back.
+READ_PREVIOUS: Final = (HOUR,)
 
 
 def fmt_amount(metric: Metric, value: int) -> str:
@@ -201,14 +209,24 @@ def _quota_findings(tenant: Tenant, rule: QuotaRule, total: Totals, now: datetim
     return findings
 
 
+def hourly_rate(totals: Mapping[str, Totals], metric: Metric, now: datetime) -> int | None:
+    """The metric per hour over the previous clock hour and the current one so far."""
+    prev = previous_name(HOUR)
+    if "hour" not in totals or prev not in totals:
+        return None
+    elapsed = int((now - bucket_start(Granularity.HOUR, now)).total_seconds())
+    used = totals[prev].value(metric) + totals["hour"].value(metric)
+    return used * 3600 // (3600 + elapsed)
+
+
 def _projection(tenant: Tenant, rule: QuotaRule, totals: Mapping[str, Totals], now: datetime) -> Finding | None:
     window, metric = rule.window, rule.metric
-    if window.name not in PROJECTED_WINDOWS or metric is Metric.REQUESTS or "60m" not in totals:
+    if window.name not in PROJECTED_WINDOWS or metric is Metric.REQUESTS:
         return None
+    hourly = hourly_rate(totals, metric, now)
     used = totals[window.name].value(metric)
     limit_at = int(tenant.thresholds.exhausted * rule.limit)
-    hourly = totals["60m"].value(metric)
-    if used >= limit_at or hourly <= 0:
+    if hourly is None or hourly <= 0 or used >= limit_at:
         return None
     reset = window_reset(window, now)
     seconds_left = (reset - now).total_seconds()
@@ -220,7 +238,7 @@ def _projection(tenant: Tenant, rule: QuotaRule, totals: Mapping[str, Totals], n
     name = f"{_WINDOW_WORDS.get(window.name, window.name)} {_METRIC_WORDS[metric]} quota"
     summary = (
         f"tenant {tenant.tenant_id} ({tenant.tier.name}) will exhaust its {name} around {when:%Y-%m-%d %H:%M} UTC, "
-        f"before it resets at {reset:%Y-%m-%d %H:%M} UTC, at the last hour's rate of {fmt_amount(metric, hourly)}/h: "
+        f"before it resets at {reset:%Y-%m-%d %H:%M} UTC, at the recent rate of {fmt_amount(metric, hourly)}/h: "
         f"{fmt_amount(metric, used)} of {fmt_amount(metric, rule.limit)} used"
     )
     message = _message(
@@ -231,12 +249,11 @@ def _projection(tenant: Tenant, rule: QuotaRule, totals: Mapping[str, Totals], n
 
 
 def spike_baseline(totals: Mapping[str, Totals]) -> tuple[int, int] | None:
-    """(tokens in the last 5 minutes, average tokens per 5 minutes over the 60 minutes before them)."""
-    if "5m" not in totals or "65m" not in totals:
+    """(tokens in the last 5 minutes, average tokens per 5 minutes over the previous clock hour)."""
+    prev = previous_name(HOUR)
+    if "5m" not in totals or prev not in totals:
         return None
-    recent = totals["5m"].tokens
-    before = totals["65m"].tokens - recent
-    return recent, before // 12
+    return totals["5m"].tokens, totals[prev].tokens // 12
 
 
 def is_spike(recent: int, baseline: int) -> bool:
@@ -251,7 +268,7 @@ def _spike(tenant: Tenant, totals: Mapping[str, Totals], now: datetime) -> Findi
     ratio = f"{recent / baseline:.1f}x" if baseline else "from nothing"
     summary = (
         f"tenant {tenant.tenant_id} ({tenant.tier.name}) token spike: {recent:,} tokens in the last 5 minutes, "
-        f"{ratio} its baseline of {baseline:,} per 5 minutes over the hour before"
+        f"{ratio} its baseline of {baseline:,} per 5 minutes over the previous hour"
     )
     message = _message(
         tenant, "spike", MINUTE_5, Metric.TOKENS, summary, AlertLevel.WARNING, recent=recent, baseline=baseline

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
-from consumers.metering.alert_rules import Finding, evaluate, read_windows
+from consumers.metering.alert_rules import READ_PREVIOUS, Finding, evaluate, read_windows
 from consumers.metering.records import split_records
 from consumers.metering.validate import Meter
 from shared.ports import (
@@ -150,7 +150,10 @@ class MeteringService:
     ) -> dict[str, Mapping[str, Any]]:
         if not by_tenant:
             return {}
-        batches = [TenantBatch(t, tuple(events), read_windows(self.tenants.get(t))) for t, events in by_tenant.items()]
+        batches = [
+            TenantBatch(t, tuple(events), read_windows(self.tenants.get(t)), READ_PREVIOUS)
+            for t, events in by_tenant.items()
+        ]
         try:
             outcomes = self.store.apply_usage(batches, now=now, dedupe_horizon=self.dedupe_horizon)
         except Exception:  # a store adapter should answer ok=False, but never report success for an unstored record

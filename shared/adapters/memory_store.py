@@ -24,14 +24,17 @@ from shared.ports import (
     RollupRow,
     TenantBatch,
     Totals,
+    previous_name,
 )
 from shared.store_layout import (
-    DIM_NAMES,
     HWM_RETENTION,
     Dim,
     aggregate,
     dedupe_bucket,
+    dimension_sums,
+    month_days,
     parse_dim_prefix,
+    previous_period,
     rank_tenants,
     split_duplicates,
     window_days,
@@ -130,6 +133,8 @@ class InMemoryStore:
         if settled:
             self._settle(tenant, settled)
         totals = {w.name: self._total(tenant, w, now) for w in batch.read_windows}
+        for w in batch.read_previous:
+            totals[previous_name(w)] = self._total(tenant, w, previous_period(w, now))
         return ApplyOutcome(
             tenant,
             ok=True,
@@ -255,13 +260,8 @@ class InMemoryStore:
             raise ValueError(f"dimension totals are kept for day and month windows, not {window.name}")
         with self._lock:
             self._check()
-            out: dict[str, dict[str, Totals]] = {name: {} for name in DIM_NAMES.values()}
-            counts = self._bucket_counts(tenant_id, window.granularity, bucket_id(window.granularity, now), now)
-            for prefix, totals in counts.items():
-                dim, values = parse_dim_prefix(prefix)
-                if dim in DIM_NAMES:
-                    out[DIM_NAMES[dim]][values[0]] = totals
-            return out
+            days = [bucket_id(Granularity.DAY, now)] if window.granularity is Granularity.DAY else month_days(now)
+            return dimension_sums(self._bucket_counts(tenant_id, Granularity.DAY, d, now) for d in days)
 
     def daily_rollup(self, tenant_id: str, day: datetime) -> list[RollupRow]:
         with self._lock:

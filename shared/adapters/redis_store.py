@@ -50,19 +50,21 @@ from shared.ports import (
     RollupRow,
     TenantBatch,
     Totals,
+    previous_name,
 )
 from shared.store_layout import (
     COUNTERS,
-    DIM_NAMES,
     HWM_RETENTION,
     Dim,
-    aggregate,
-    dedupe_bucket,
+    aggregate_fields,
+    bucket_ids,
+    dimension_sums,
     event_digest,
     fields_to_totals,
+    month_days,
     parse_dim_prefix,
+    previous_period,
     rank_tenants,
-    totals_to_fields,
     window_days,
 )
 from shared.windows import (
@@ -129,66 +131,97 @@ end
 """
 
 # KEYS: 1 hwm, 2 ring, 3 reservations, then bucket and event-id keys (by index).
-# ARGV: 1 horizon_s, 2 hwm_ttl_s, 3 ring_ttl_s, 4 nevents, then per event: stream field, position,
-#   ev-key index, digest, expected dup (0/1); nstreams then (field, max position)*; nbuckets then
-#   (key index, ttl, nfields, (field, incr)*)*; nring then (minute, 6 counters)*; nsettle then ids*; reads.
+# ARGV: 1 horizon_s, 2 hwm_ttl_s, 3 ring_ttl_s;
+#   nstreams, stream fields*;
+#   ngroups, then per group (one event-id set): key index, nevents, then per event: stream index, position,
+#     digest, expected dup (0/1);
+#   nbuckets, then per bucket: key index, ttl, nfields, (field, increment)*;
+#   nring, then per minute: minute, i, o, r, w, n, c;
+#   nsettle, reservation ids*; then reads.
+# Counters are read, added and written back (HMGET + HSET: two calls per bucket instead of one HINCRBY per
+# field) while both sides are below 2^52, where Lua's doubles are exact; beyond that, HINCRBY.
 _LUA_APPLY: Final = (
     _LUA_READ
     + """
+local SAFE = 4000000000000000
 local hwm, ring = KEYS[1], KEYS[2]
-local nev = tonumber(ARGV[4])
-local i = 5
-local stored, added, flags, batch = {}, {}, {}, {}
-local mismatch = false
-for e = 1, nev do
-  local sf, pos, ek, dg, exp = ARGV[i], ARGV[i+1], KEYS[tonumber(ARGV[i+2])], ARGV[i+3], ARGV[i+4]
-  i = i + 5
-  local s = stored[sf]
-  if s == nil then s = redis.call('HGET', hwm, sf); stored[sf] = s end
-  local dup = '0'
-  if (s and pos <= s) or batch[dg] then
-    dup = '1'
-  elseif redis.call('SADD', ek, dg) == 1 then
-    added[#added+1] = ek; added[#added+1] = dg
-  else
-    dup = '1'
-  end
-  batch[dg] = true
-  flags[e] = dup
-  if dup ~= exp then mismatch = true end
-end
-if mismatch then
-  for j = 1, #added, 2 do redis.call('SREM', added[j], added[j+1]) end
-  return {0, table.concat(flags)}
-end
-local touched = {}
-for j = 1, #added, 2 do touched[added[j]] = true end
-for k, _ in pairs(touched) do redis.call('EXPIRE', k, ARGV[1]) end
+local i = 4
 local nst = tonumber(ARGV[i]); i = i + 1
-for s = 1, nst do
-  local sf, mp = ARGV[i], ARGV[i+1]; i = i + 2
-  local cur = stored[sf]
-  if cur == nil then cur = redis.call('HGET', hwm, sf) end
-  if (not cur) or mp > cur then redis.call('HSET', hwm, sf, mp) end
+local sfields = {}
+for s = 1, nst do sfields[s] = ARGV[i]; i = i + 1 end
+local stored = {}
+if nst > 0 then stored = redis.call('HMGET', hwm, unpack(sfields)) end
+local best = {}
+for s = 1, nst do best[s] = stored[s] end
+local ngroups = tonumber(ARGV[i]); i = i + 1
+local flags, batch, adds = {}, {}, {}
+local mismatch = false
+for g = 1, ngroups do
+  local ek = KEYS[tonumber(ARGV[i])]; local n = tonumber(ARGV[i+1]); i = i + 2
+  local digests = {}
+  for e = 1, n do digests[e] = ARGV[i + (e-1)*4 + 2] end
+  local member = redis.call('SMISMEMBER', ek, unpack(digests))
+  local new = {}
+  for e = 1, n do
+    local si, pos, dg, exp = tonumber(ARGV[i]), ARGV[i+1], ARGV[i+2], ARGV[i+3]
+    i = i + 4
+    local s = stored[si]
+    local dup = '0'
+    if (s and pos <= s) or batch[dg] or member[e] == 1 then dup = '1' else new[#new+1] = dg end
+    batch[dg] = true
+    if (not best[si]) or pos > best[si] then best[si] = pos end
+    flags[#flags+1] = dup
+    if dup ~= exp then mismatch = true end
+  end
+  if #new > 0 then adds[#adds+1] = {ek, new} end
 end
-if nst > 0 then redis.call('EXPIRE', hwm, ARGV[2]) end
+if mismatch then return {0, table.concat(flags)} end
+for _, a in ipairs(adds) do
+  redis.call('SADD', a[1], unpack(a[2]))
+  redis.call('EXPIRE', a[1], ARGV[1])
+end
+if nst > 0 then
+  local upd = {}
+  for s = 1, nst do
+    if best[s] and best[s] ~= stored[s] then upd[#upd+1] = sfields[s]; upd[#upd+1] = best[s] end
+  end
+  if #upd > 0 then redis.call('HSET', hwm, unpack(upd)) end
+  redis.call('EXPIRE', hwm, ARGV[2])
+end
 local nb = tonumber(ARGV[i]); i = i + 1
 for b = 1, nb do
   local key = KEYS[tonumber(ARGV[i])]; local ttl = ARGV[i+1]; local nf = tonumber(ARGV[i+2]); i = i + 3
-  for f = 1, nf do redis.call('HINCRBY', key, ARGV[i], ARGV[i+1]); i = i + 2 end
+  local names, incs = {}, {}
+  for f = 1, nf do names[f] = ARGV[i]; incs[f] = ARGV[i+1]; i = i + 2 end
+  local cur = redis.call('HMGET', key, unpack(names))
+  local set = {}
+  for f = 1, nf do
+    local c = tonumber(cur[f]) or 0
+    local d = tonumber(incs[f])
+    if c < SAFE and d < SAFE then
+      set[#set+1] = names[f]; set[#set+1] = string.format('%d', c + d)
+    else
+      redis.call('HINCRBY', key, names[f], incs[f])
+    end
+  end
+  if #set > 0 then redis.call('HSET', key, unpack(set)) end
   redis.call('EXPIRE', key, ttl)
 end
 local nr = tonumber(ARGV[i]); i = i + 1
 for r = 1, nr do
-  local m = tonumber(ARGV[i]); local slot = m % 128; local sfield = 's' .. slot
-  local st = tonumber(redis.call('HGET', ring, sfield) or '-1')
-  if st < m then
-    redis.call('HSET', ring, sfield, m, slot..'|i', ARGV[i+1], slot..'|o', ARGV[i+2], slot..'|r', ARGV[i+3],
-      slot..'|w', ARGV[i+4], slot..'|n', ARGV[i+5], slot..'|c', ARGV[i+6])
-  elseif st == m then
+  local m = tonumber(ARGV[i]); local slot = m % 128
+  local names = {'s' .. slot}
+  for f = 1, 6 do names[f+1] = slot .. '|' .. CODES[f] end
+  local cur = redis.call('HMGET', ring, unpack(names))
+  local st = tonumber(cur[1]) or -1
+  if st <= m then
+    local set = {names[1], m}
     for f = 1, 6 do
-      if ARGV[i+f] ~= '0' then redis.call('HINCRBY', ring, slot .. '|' .. CODES[f], ARGV[i+f]) end
+      local v = tonumber(ARGV[i+f])
+      if st == m then v = v + (tonumber(cur[f+1]) or 0) end
+      set[#set+1] = names[f+1]; set[#set+1] = string.format('%d', v)
     end
+    redis.call('HSET', ring, unpack(set))
   end
   i = i + 7
 end
@@ -274,7 +307,8 @@ def _minute(t: datetime) -> int:
 
 
 def _position(event: MeteredEvent) -> str:
-    return f"{int(event.position.sequence_number):064d}{event.position.sub_sequence_number:010d}"
+    p = event.position
+    return f"{p.sequence_number:0>64}{p.sub_sequence_number:010d}"
 
 
 def _seconds(delta: timedelta) -> int:
@@ -294,23 +328,28 @@ class _KeyList:
         return found
 
 
-def _reads(keys: _KeyList, tenant_id: str, windows: Sequence[Window], now: datetime) -> list[Any]:
-    """ARGV tail for read_windows (calendar windows first, then sliding), and the order to decode."""
-    calendar = [w for w in windows if not w.sliding]
+def _reads(
+    keys: _KeyList, tenant_id: str, windows: Sequence[Window], now: datetime, previous: Sequence[Window] = ()
+) -> list[Any]:
+    """ARGV tail for read_windows: calendar windows (then previous periods), then sliding windows."""
+    calendar = [(w, now) for w in windows if not w.sliding] + [(w, previous_period(w, now)) for w in previous]
     sliding = [w for w in windows if w.sliding]
     args: list[Any] = [len(calendar)]
-    for w in calendar:
-        args.append(keys.index(f"{_tk(tenant_id)}:{_GRAN_KEY[w.granularity]}:{bucket_id(w.granularity, now)}"))
+    for w, at in calendar:
+        args.append(keys.index(f"{_tk(tenant_id)}:{_GRAN_KEY[w.granularity]}:{bucket_id(w.granularity, at)}"))
     args += [_minute(now), len(sliding), *[w.length for w in sliding]]
     return args
 
 
-def _decode_reads(values: Sequence[Any], windows: Sequence[Window]) -> dict[str, Totals]:
-    ordered = [w for w in windows if not w.sliding] + [w for w in windows if w.sliding]
+def _decode_reads(
+    values: Sequence[Any], windows: Sequence[Window], previous: Sequence[Window] = ()
+) -> dict[str, Totals]:
+    names = [w.name for w in windows if not w.sliding] + [previous_name(w) for w in previous]
+    names += [w.name for w in windows if w.sliding]
     out: dict[str, Totals] = {}
-    for n, w in enumerate(ordered):
+    for n, name in enumerate(names):
         chunk = values[n * 6 : n * 6 + 6]
-        out[w.name] = Totals(*(int(v) if v is not None else 0 for v in chunk))
+        out[name] = Totals(*(int(v) if v is not None else 0 for v in chunk))
     return out
 
 
@@ -340,7 +379,7 @@ class RedisStore:
         except redis.RedisError as exc:
             return [ApplyOutcome(b.tenant_id, ok=False, error=f"redis: {exc}") for b in batches]
         expected = {i: self._predict(b) for i, b in enumerate(batches)}
-        pending = [i for i, b in enumerate(batches) if b.events or b.read_windows]
+        pending = [i for i, b in enumerate(batches) if b.events or b.read_windows or b.read_previous]
         for i, b in enumerate(batches):
             if i not in pending:
                 results[i] = ApplyOutcome(b.tenant_id, ok=True)
@@ -358,8 +397,7 @@ class RedisStore:
                     if isinstance(answer, Exception):
                         results[i] = ApplyOutcome(batch.tenant_id, ok=False, error=f"redis: {answer}")
                     elif answer[0] == 0:
-                        flags = answer[1].decode() if isinstance(answer[1], bytes) else str(answer[1])
-                        expected[i] = [f == "1" for f in flags]
+                        expected[i] = answer[1]
                         retry.append(i)
                     else:
                         results[i] = self._outcome(batch, expected[i], answer[1:])
@@ -411,62 +449,80 @@ class RedisStore:
             applied=len(batch.events) - n_dup,
             duplicates=n_dup,
             duplicate_ids=duplicate_ids,
-            totals=_decode_reads(reads, batch.read_windows),
+            totals=_decode_reads(reads, batch.read_windows, batch.read_previous),
         )
 
     def _run_chunk(
         self, batches: Sequence[TenantBatch], expected: Sequence[list[bool]], now: datetime, horizon: timedelta
     ) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
+        orders = []
         for batch, dups in zip(batches, expected, strict=True):
-            keys, args = self._apply_args(batch, dups, now, horizon)
+            keys, args, order = self._apply_args(batch, dups, now, horizon)
+            orders.append(order)
             self._apply(keys=keys, args=args, client=pipe)
         try:
-            return list(pipe.execute(raise_on_error=False))
+            answers = list(pipe.execute(raise_on_error=False))
         except redis.RedisError as exc:
             return [exc] * len(batches)
+        out: list[Any] = []
+        for answer, order in zip(answers, orders, strict=True):
+            if not isinstance(answer, Exception) and answer[0] == 0:
+                reported = answer[1].decode() if isinstance(answer[1], bytes) else str(answer[1])
+                flags = [False] * len(order)
+                for n, flag in zip(order, reported, strict=True):
+                    flags[n] = flag == "1"
+                answer = [0, flags]
+            out.append(answer)
+        return out
 
     def _apply_args(
         self, batch: TenantBatch, dups: Sequence[bool], now: datetime, horizon: timedelta
-    ) -> tuple[list[str], list[Any]]:
+    ) -> tuple[list[str], list[Any], list[int]]:
+        """KEYS, ARGV, and the order (indexes into batch.events) the script reports duplicate flags in."""
         tk = _tk(batch.tenant_id)
         keys = _KeyList(f"{tk}:hwm", f"{tk}:min", f"{tk}:res")
-        args: list[Any] = [_seconds(horizon), _seconds(HWM_RETENTION), RING_TTL_S, len(batch.events)]
-        streams: dict[str, str] = {}
-        for e, dup in zip(batch.events, dups, strict=True):
-            sf = e.position.stream_key
-            pos = _position(e)
-            args += [sf, pos, keys.index(f"{tk}:ev:{dedupe_bucket(e)}"), event_digest(e.event_id), "1" if dup else "0"]
-            if sf not in streams or pos > streams[sf]:
-                streams[sf] = pos
-        args.append(len(streams))
-        for sf, pos in streams.items():
-            args += [sf, pos]
-        new = [e for e, dup in zip(batch.events, dups, strict=True) if not dup]
+        streams: dict[str, int] = {}
+        groups: dict[str, list[int]] = {}
+        for n, e in enumerate(batch.events):
+            sk = e.position.stream_key
+            if sk not in streams:
+                streams[sk] = len(streams) + 1
+            hour = bucket_ids(e.occurred_at)[1]
+            group = groups.get(hour)
+            if group is None:
+                groups[hour] = [n]
+            else:
+                group.append(n)
+        args: list[Any] = [_seconds(horizon), _seconds(HWM_RETENTION), RING_TTL_S, len(streams), *streams]
+        args.append(len(groups))
+        order: list[int] = []
+        events = batch.events
+        for hour, members in groups.items():
+            args += [keys.index(f"{tk}:ev:{hour}"), len(members)]
+            for n in members:
+                e = events[n]
+                p = e.position
+                args += [
+                    streams[p.stream_key],
+                    f"{p.sequence_number:0>64}{p.sub_sequence_number:010d}",
+                    event_digest(e.event_id),
+                    "1" if dups[n] else "0",
+                ]
+            order += members
+        new = [e for e, dup in zip(events, dups, strict=True) if not dup]
         buckets: list[Any] = []
         nbuckets = 0
         ring: list[Any] = []
-        for (granularity, ident), counts in aggregate(new).items():
+        for (granularity, ident), fields in aggregate_fields(new).items():
             if granularity is Granularity.MINUTE:
-                t = counts[Dim.TOTAL]
                 minute = _minute(parse_bucket_id(granularity, ident))
-                ring += [
-                    minute,
-                    t.input_tokens,
-                    t.output_tokens,
-                    t.cache_read_tokens,
-                    t.cache_write_tokens,
-                    t.requests,
-                    t.cost_nanos,
-                ]
+                ring += [minute, *(fields.get(f, 0) for f in _TOTAL_FIELDS)]
                 continue
             start = parse_bucket_id(granularity, ident)
             ttl = (next_bucket_start(granularity, start) + BUCKET_RETENTION[granularity] - now).total_seconds()
-            if ttl <= 0:
+            if ttl <= 0 or not fields:
                 continue  # older than the bucket's retention: nothing would read it
-            fields: dict[str, int] = {}
-            for prefix, totals in counts.items():
-                fields.update(totals_to_fields(prefix, totals))
             nbuckets += 1
             buckets += [keys.index(f"{tk}:{_GRAN_KEY[granularity]}:{ident}"), int(ttl), len(fields)]
             for name, value in fields.items():
@@ -475,11 +531,11 @@ class RedisStore:
         args += buckets
         args.append(len(ring) // 7)
         args += ring
-        settle = sorted({e.reservation_id for e in batch.events if e.reservation_id})
+        settle = sorted({e.reservation_id for e in events if e.reservation_id})
         args.append(len(settle))
         args += settle
-        args += _reads(keys, batch.tenant_id, batch.read_windows, now)
-        return keys.keys, args
+        args += _reads(keys, batch.tenant_id, batch.read_windows, now, batch.read_previous)
+        return keys.keys, args, order
 
     # --- UsageReader -------------------------------------------------------------------------------------
 
@@ -599,24 +655,25 @@ class RedisStore:
             found |= {m.decode() if isinstance(m, bytes) else str(m) for m in members}
         return sorted(found)
 
-    def _bucket(self, tenant_id: str, granularity: Granularity, now: datetime) -> dict[str, Totals]:
-        raw = self.client.hgetall(f"{_tk(tenant_id)}:{_GRAN_KEY[granularity]}:{bucket_id(granularity, now)}")
-        fields = {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
-        return fields_to_totals(fields)
+    def _day_buckets(self, tenant_id: str, days: Sequence[str]) -> list[dict[str, Totals]]:
+        pipe = self.client.pipeline(transaction=False)
+        for day in days:
+            pipe.hgetall(f"{_tk(tenant_id)}:d:{day}")
+        out = []
+        for raw in pipe.execute():
+            out.append(fields_to_totals({_text(k): int(v) for k, v in raw.items()}))
+        return out
 
     def dimension_totals(self, tenant_id: str, window: Window, now: datetime) -> dict[str, dict[str, Totals]]:
         if window.sliding or window.granularity not in (Granularity.DAY, Granularity.MONTH):
             raise ValueError(f"dimension totals are kept for day and month windows, not {window.name}")
-        out: dict[str, dict[str, Totals]] = {name: {} for name in DIM_NAMES.values()}
-        for prefix, totals in self._bucket(tenant_id, window.granularity, now).items():
-            dim, values = parse_dim_prefix(prefix)
-            if dim in DIM_NAMES:
-                out[DIM_NAMES[dim]][values[0]] = totals
-        return out
+        days = [bucket_id(Granularity.DAY, now)] if window.granularity is Granularity.DAY else month_days(now)
+        return dimension_sums(self._day_buckets(tenant_id, days))
 
     def daily_rollup(self, tenant_id: str, day: datetime) -> list[RollupRow]:
         rows = []
-        for prefix, totals in self._bucket(tenant_id, Granularity.DAY, day).items():
+        (counts,) = self._day_buckets(tenant_id, [bucket_id(Granularity.DAY, day)])
+        for prefix, totals in counts.items():
             dim, values = parse_dim_prefix(prefix)
             if dim is Dim.COMBO:
                 rows.append(RollupRow(tenant_id, values[0], values[1], values[2], totals))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from consumers.metering.alert_rules import (
+    READ_PREVIOUS,
     SPIKE_FACTOR,
     SPIKE_MIN_TOKENS,
     evaluate,
@@ -61,8 +62,8 @@ def test_marks_are_per_rule_and_period() -> None:
 
 
 def test_spike_rule_fires_on_a_sudden_jump_not_on_steady_growth() -> None:
-    # Baseline: average tokens per 5 minutes over the 60 minutes before the last 5.
-    assert spike_baseline({"5m": Totals(input_tokens=60_000), "65m": Totals(input_tokens=60_000 + 120_000)}) == (
+    # Baseline: the previous clock hour's tokens / 12 (its average 5 minutes).
+    assert spike_baseline({"5m": Totals(input_tokens=60_000), "prev_hour": Totals(input_tokens=120_000)}) == (
         60_000,
         10_000,
     )
@@ -72,30 +73,36 @@ def test_spike_rule_fires_on_a_sudden_jump_not_on_steady_growth() -> None:
     assert is_spike(SPIKE_MIN_TOKENS, 0)  # from nothing to a lot
     assert SPIKE_FACTOR == 5
     tenant = premium(quotas=())
-    (finding,) = evaluate(tenant, {"5m": Totals(input_tokens=60_000), "65m": Totals(input_tokens=180_000)}, NOW)
+    (finding,) = evaluate(tenant, {"5m": Totals(input_tokens=60_000), "prev_hour": Totals(input_tokens=120_000)}, NOW)
     assert finding.alert is not None and finding.alert.level == "spike"
     assert "6.0x its baseline of 10,000" in finding.alert.summary
     assert finding.mark.rule == "spike|tokens" and finding.mark.period == "2026112315"
-    steady = {"5m": Totals(input_tokens=60_000), "65m": Totals(input_tokens=60_000 * 13)}
+    steady = {"5m": Totals(input_tokens=60_000), "prev_hour": Totals(input_tokens=60_000 * 12)}
     assert evaluate(tenant, steady, NOW) == []
 
 
-def test_projection_fires_when_the_last_hour_rate_exhausts_the_quota_before_the_reset() -> None:
+def rates(prev_hour: str, this_hour: str) -> dict[str, Totals]:
+    return {"prev_hour": cost(prev_hour), "hour": cost(this_hour)}
+
+
+def test_projection_fires_when_the_recent_rate_exhausts_the_quota_before_the_reset() -> None:
+    # NOW is 15:30:20: the previous hour and this one so far span 90m20s.
     tenant = premium(quotas=(QuotaRule(MONTH, Metric.COST, parse_usd("500")),))
-    # $100 used, $1/hour: $400 left lasts 400 hours, the month has ~176 hours left: no projection
-    calm = evaluate(tenant, {"month": cost("100"), "60m": cost("1")}, NOW)
+    # $100 used, ~$1/hour: $400 left lasts ~400 hours, the month has ~176 hours left: no projection
+    calm = evaluate(tenant, {"month": cost("100"), **rates("1", "0.5")}, NOW)
     assert [f for f in calm if f.alert and f.alert.level == "projection"] == []
-    # $100 used, $10/hour: runs out in 40 hours, before the month ends
-    hot = evaluate(tenant, {"month": cost("100"), "60m": cost("10")}, NOW)
+    # $100 used, $15 over 90m20s = $9.96/hour: runs out in ~40 hours, before the month ends
+    hot = evaluate(tenant, {"month": cost("100"), **rates("10", "5")}, NOW)
     (proj,) = [f for f in hot if f.alert and f.alert.level == "projection"]
     assert proj.alert is not None
-    assert "around 2026-11-25 07:30 UTC" in proj.alert.summary and "$10.00/h" in proj.alert.summary
+    assert "around 2026-11-25 07:39 UTC" in proj.alert.summary and "$9.96/h" in proj.alert.summary
     assert proj.mark.rule == "projection|month|cost_usd" and proj.mark.period == "202611"
     # Already exhausted: the level alert says it, no projection
-    done = evaluate(tenant, {"month": cost("500"), "60m": cost("10")}, NOW)
+    done = evaluate(tenant, {"month": cost("500"), **rates("10", "5")}, NOW)
     assert [f for f in done if f.alert and f.alert.level == "projection"] == []
 
 
 def test_read_windows_cover_quotas_spike_and_projection() -> None:
     names = {w.name for w in read_windows(premium())}
-    assert names == {"5m", "60m", "65m", "month", "1m"}
+    assert names == {"5m", "hour", "month", "1m"}
+    assert [w.name for w in READ_PREVIOUS] == ["hour"]

