@@ -240,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     eps = events / elapsed
     naive_eps = naive_done / naive_elapsed
     print(
-        f"handler: {events:,} events in {elapsed:.2f} s = {eps:,.0f} events/s ({failures} failed items, {alerts} alerts)"
+        f"handler: {events:,} events in {elapsed:.2f} s = {eps:,.0f} events/s "
+        f"({failures} failed items, {alerts} alerts)"
     )
     print(
         f"naive:   {naive_done:,} events in {naive_elapsed:.2f} s = {naive_eps:,.0f} events/s (one EVALSHA per event)"

@@ -16,6 +16,7 @@ from shared.errors import ConfigError
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+    from shared.adapters.dynamo_store import DynamoStore
     from shared.adapters.memory_store import InMemoryStore
     from shared.adapters.redis_store import RedisStore
 
@@ -47,7 +48,7 @@ def build_store(
     redis_client: Any | None = None,
     dynamodb_client: DynamoDBClient | None = None,
     secrets_client: Any | None = None,
-) -> RedisStore | InMemoryStore:
+) -> RedisStore | DynamoStore | InMemoryStore:
     """A store implementing UsageReader, QuotaState, WindowStore, AlertMarks and UsageIndex."""
     if backend == "redis":
         from shared.adapters.redis_store import RedisStore
@@ -65,7 +66,9 @@ def build_store(
     if backend == "dynamodb":
         if not dynamodb_table:
             raise ConfigError("is required for the dynamodb backend", source="environment", field="TM_DYNAMODB_TABLE")
-        raise ConfigError("the DynamoDB adapter is not built yet (issue 3, next increment)", field="TM_STORE_BACKEND")
+        from shared.adapters.dynamo_store import DynamoStore
+
+        return DynamoStore(dynamodb_table, client=dynamodb_client)
     if backend == "memory":
         from shared.adapters.memory_store import InMemoryStore
 
