@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.pricing import PriceCatalog, TokenUsage
 from shared.ports import ApplyOutcome, TenantBatch, Totals
+from shared.pricing import PriceCatalog, TokenUsage
 from shared.schema import UsageEvent
 from tests.unit.consumer.kinesis import Shard, usage
 
