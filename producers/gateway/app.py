@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -44,6 +45,7 @@ from producers.gateway.parsing import (
     parse_openai_chat,
     unsupported_media,
 )
+from producers.gateway.pricing_cache import RateCache
 from producers.gateway.protocol import (
     JSON_TYPE,
     SSE_TYPE,
@@ -58,7 +60,6 @@ from producers.gateway.quota import (
     QuotaGate,
     QuotaUnavailableError,
     Remaining,
-    max_cost_nanos,
     max_input_tokens,
 )
 from producers.gateway.render import usd
@@ -80,6 +81,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def new_request_id() -> str:
+    """32 random hex digits, like an event id (the request id only correlates logs and headers)."""
+    return secrets.token_hex(16)
+
+
 def as_backend_error(exc: Exception) -> ModelBackendError:
     """A backend's own error as is; anything else (a bug in a backend, an SDK surprise) as a generic failure
     whose message names only the exception type."""
@@ -97,6 +103,9 @@ class GatewayConfig:
     reservation_ttl: timedelta = timedelta(seconds=300)
     default_max_tokens: int = DEFAULT_MAX_TOKENS
     client_tag_keys: frozenset[str] = DEFAULT_CLIENT_TAG_KEYS
+    # Refresh cached quota state in a background thread before it ages out (long-running servers; the Lambda
+    # handler turns it off: a frozen container cannot refresh in the background).
+    quota_refresh_ahead: bool = True
     # False only for the benchmark's baseline: no quota gate, no usage events, no metrics, no pricing.
     metering: bool = True
 
@@ -142,6 +151,7 @@ class GatewayApp:
         self.config = config or GatewayConfig()
         self.router = router
         self.catalog = catalog
+        self.rates = RateCache(catalog)
         self._quota_state = quota_state
         self._usage_reader = usage_reader
         self.sink = sink
@@ -154,6 +164,8 @@ class GatewayApp:
             cache_ms=self.config.quota_cache_ms,
             reservation_ttl=self.config.reservation_ttl,
             monotonic=monotonic,
+            clock=clock,
+            refresh_ahead=self.config.quota_refresh_ahead,
         )
         self._routes: dict[str, dict[str, Callable[[HttpRequest], HttpResponse]]] = {
             "/v1/converse": {"POST": self._converse},
@@ -189,6 +201,12 @@ class GatewayApp:
             # Our own code never puts prompt or output text into exception messages; the trace stays server-side.
             logger.exception("unhandled error", extra={"request_id": request.request_id, "path": request.path[:100]})
             return ApiError(500, "internal_error", "internal error").to_response()
+
+    def flush_metrics(self) -> None:
+        """Write out metrics a sink buffers (the Lambda handler calls this after every invocation)."""
+        flush = getattr(self._metrics, "flush", None)
+        if callable(flush):
+            flush()
 
     def too_large(self) -> ApiError:
         return ApiError(413, "body_too_large", f"request body exceeds {self.config.max_body_bytes} bytes")
@@ -256,7 +274,7 @@ class GatewayApp:
             raise bad_request(
                 "tags", f"at most {MAX_TAGS} tags including the tenant's {len(tenant.default_tags)} defaults"
             )
-        call = _Call(tenant, chat, route, tags, request.request_id or new_event_id(), self._clock(), openai)
+        call = _Call(tenant, chat, route, tags, request.request_id or new_request_id(), self._clock(), openai)
         if self.config.metering:
             call = self._admit(call)
         model_call = ModelCall(
@@ -305,8 +323,7 @@ class GatewayApp:
 
     def _admit(self, call: _Call) -> _Call:
         chat = call.chat
-        max_cost = max_cost_nanos(
-            self.catalog,
+        max_cost = self.rates.max_cost_nanos(
             model_id=call.route.model_id,
             alias=call.route.pricing_alias,
             input_tokens=max_input_tokens(chat.prompt_texts(), len(chat.messages) + len(chat.system)),
@@ -385,9 +402,9 @@ class GatewayApp:
         if not self.config.metering:
             return None
         usage = result.usage
-        cost = self.catalog.price_usage(
+        cost = self.rates.cost_nanos(
             usage, call.route.model_id, alias=call.route.pricing_alias, region=self.config.region, at=call.now
-        ).cost_nanos
+        )
         event = UsageEvent(
             event_id=new_event_id(),
             occurred_at=call.now,

@@ -77,6 +77,7 @@ def proxy_response(response: HttpResponse) -> dict[str, Any]:
 
 
 def _flush(app: GatewayApp) -> None:
+    app.flush_metrics()
     flush = getattr(app.sink, "flush", None)
     if callable(flush) and not flush(timeout=FLUSH_TIMEOUT_S):
         logger.warning("usage events still buffered after flush; they go with the next invocation")

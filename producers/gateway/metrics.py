@@ -17,13 +17,15 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from json.encoder import encode_basestring
 from typing import Final, Protocol, TextIO
 
-from shared.money import nanos_to_usd
+from producers.gateway.render import usd
 
 NAMESPACE: Final = "tenantmeter/gateway"
 DIMENSIONS: Final = ("model", "costCenter", "applicationId", "environment")
@@ -97,43 +99,109 @@ class CardinalityGuard:
         return out
 
 
+def _directive(namespace: str) -> str:
+    return json.dumps(
+        [
+            {
+                "Namespace": namespace,
+                "Dimensions": [list(DIMENSIONS)],
+                "Metrics": [{"Name": name, "Unit": unit} for name, unit in _UNITS.items()],
+            }
+        ],
+        separators=(",", ":"),
+    )
+
+
+_DEFAULT_DIRECTIVE: Final = _directive(NAMESPACE)
+# The json module's own (C) string escaper: a JSON string literal without json.dumps' per-call overhead.
+_json_str: Final[Callable[[str], str]] = encode_basestring
+
+
+@dataclass(slots=True)
+class _Sums:
+    """Counters summed over the requests of one (dimension set, tenant) group."""
+
+    timestamp_ms: int
+    request_id: str  # kept only while the group holds a single request
+    counters: list[int]
+    cost_nanos: int = 0
+
+
+def _render(dimensions: Mapping[str, str], tenant_id: str, sums: _Sums, directive: str) -> str:
+    dims = ",".join(f'"{name}":{_json_str(dimensions[name])}' for name in DIMENSIONS)
+    counters = ",".join(f'"{name}":{value}' for name, value in zip(COUNTERS, sums.counters, strict=True))
+    request = f',"request_id":{_json_str(sums.request_id)}' if sums.request_id else ""
+    return (
+        f'{{"_aws":{{"Timestamp":{sums.timestamp_ms},"CloudWatchMetrics":{directive}}},{dims},{counters},'
+        f'"tenant_id":{_json_str(tenant_id)}{request},"CostUSD":{usd(sums.cost_nanos)}}}'
+    )
+
+
 def render_emf(metrics: RequestMetrics, dimensions: Mapping[str, str], namespace: str = NAMESPACE) -> str:
-    """One EMF JSON document (one line) for one request."""
-    doc: dict[str, object] = {
-        "_aws": {
-            "Timestamp": int(metrics.at.timestamp() * 1000),
-            "CloudWatchMetrics": [
-                {
-                    "Namespace": namespace,
-                    "Dimensions": [list(DIMENSIONS)],
-                    "Metrics": [{"Name": name, "Unit": unit} for name, unit in _UNITS.items()],
-                }
-            ],
-        },
-        **dimensions,
-        **metrics.counters(),
-        "tenant_id": metrics.tenant_id,
-        "request_id": metrics.request_id,
-    }
-    text = json.dumps(doc, separators=(",", ":"))
-    # Splice the cost in as an exact decimal literal (a valid JSON number), never via float.
-    return f'{text[:-1]},"CostUSD":{nanos_to_usd(metrics.cost_nanos).normalize():f}}}'
+    """One EMF JSON document (one line) for one request. The metric directive is the same for every document,
+    so it is rendered once; strings are JSON-escaped, and cost is written as an exact decimal literal (a valid
+    JSON number), never via float."""
+    directive = _DEFAULT_DIRECTIVE if namespace == NAMESPACE else _directive(namespace)
+    sums = _Sums(int(metrics.at.timestamp() * 1000), metrics.request_id, list(metrics.counters().values()))
+    sums.cost_nanos = metrics.cost_nanos
+    return _render(dimensions, metrics.tenant_id, sums, directive)
 
 
 class EmfStdoutSink:
-    """Writes one EMF line per request to stdout; in Lambda, CloudWatch Logs turns them into metrics."""
+    """EMF documents on stdout, which CloudWatch Logs turns into metrics in Lambda.
 
-    def __init__(self, stream: TextIO | None = None, *, namespace: str = NAMESPACE, max_values: int = 50) -> None:
+    Records are summed per (dimension set, tenant) and written at ``flush()``: the Lambda handler flushes after
+    every invocation (so each document is one request, with its request_id), and a long-running process
+    flushes whenever a record arrives ``flush_interval_s`` after the previous flush (one document per group
+    per interval instead of one per request; every metric here is a count or a sum, so sums are exact)."""
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        namespace: str = NAMESPACE,
+        max_values: int = 50,
+        flush_interval_s: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._stream = stream
-        self._namespace = namespace
+        self._directive = _DEFAULT_DIRECTIVE if namespace == NAMESPACE else _directive(namespace)
         self._guard = CardinalityGuard(max_values)
+        self._interval = flush_interval_s
+        self._monotonic = monotonic
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._pending: dict[tuple[tuple[str, ...], str], tuple[dict[str, str], _Sums]] = {}
+        self._last_flush = monotonic()
 
     def record(self, metrics: RequestMetrics) -> None:
-        line = render_emf(metrics, self._guard.dimensions(metrics), self._namespace) + "\n"
-        stream = self._stream or sys.stdout
+        dims = self._guard.dimensions(metrics)
+        key = (tuple(dims.values()), metrics.tenant_id)
+        values = metrics.counters()
         with self._lock:
-            stream.write(line)
+            entry = self._pending.get(key)
+            if entry is None:
+                stamp = int(metrics.at.timestamp() * 1000)
+                self._pending[key] = (dims, _Sums(stamp, metrics.request_id, list(values.values()), metrics.cost_nanos))
+            else:
+                sums = entry[1]
+                sums.request_id = ""
+                sums.counters = [a + b for a, b in zip(sums.counters, values.values(), strict=True)]
+                sums.cost_nanos += metrics.cost_nanos
+            due = self._monotonic() - self._last_flush >= self._interval
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._last_flush = self._monotonic()
+        if not pending:
+            return
+        text = "".join(_render(dims, key[1], sums, self._directive) + "\n" for key, (dims, sums) in pending.items())
+        stream = self._stream or sys.stdout
+        with self._write_lock:
+            stream.write(text)
             stream.flush()
 
 

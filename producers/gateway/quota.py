@@ -10,9 +10,12 @@ the gateway's own view of its cost windows already puts it at that level (so the
 consumer having caught up).
 
 Blocks, reserve flags and window totals are cached per tenant for at most ``cache_ms`` (TM_QUOTA_CACHE_MS,
-<= 1 s); reservations are never cached. If the store cannot be read the gate fails open (usage is still
-metered and the consumer still cuts the tenant off); if a reservation cannot be taken it fails closed (503),
-because the tenant is by then close to a hard limit.
+<= 1 s), with what follows from them (reserve mode, what is left) worked out once per read; a long-running
+server refreshes them in the background before they age out. Reservations are never cached.
+
+If the store cannot be read the gate fails open (usage is still metered and the consumer still cuts the tenant
+off); if a reservation cannot be taken it fails closed (503), because the tenant is by then close to a hard
+limit.
 """
 
 from __future__ import annotations
@@ -21,13 +24,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
 from shared.decisions import Admission, AdmissionKind, Metric, alert_level_for, decide_admission
 from shared.ports import QuotaState, QuotaStatus, Totals, UsageReader
-from shared.pricing import PriceCatalog, TokenUsage
 from shared.schema import new_event_id
 from shared.tenants import QuotaRule, Tenant
 from shared.windows import WINDOWS, Window, window_reset
@@ -49,35 +52,6 @@ def max_input_tokens(texts: Iterable[str], message_count: int) -> int:
     return size + TEMPLATE_TOKENS_PER_MESSAGE * message_count + TEMPLATE_TOKENS_PER_REQUEST
 
 
-def max_cost_nanos(
-    catalog: PriceCatalog,
-    *,
-    model_id: str,
-    alias: str,
-    input_tokens: int,
-    max_output_tokens: int,
-    region: str,
-    at: datetime,
-) -> int:
-    """The most a request can cost: its input bound priced at the dearer of the input and cache-write rates
-    (a backend may bill prompt tokens as cache writes), plus ``max_output_tokens`` of output."""
-    as_input = TokenUsage(input_tokens=input_tokens, output_tokens=max_output_tokens)
-    as_cache_write = TokenUsage(cache_write_tokens=input_tokens, output_tokens=max_output_tokens)
-    return max(
-        catalog.price_usage(usage, model_id, alias=alias, region=region, at=at).cost_nanos
-        for usage in (as_input, as_cache_write)
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class QuotaView:
-    """What the gate knows about a tenant at one moment: blocks, reserve flags and its cost-window totals."""
-
-    status: QuotaStatus
-    totals: dict[str, Totals]
-    degraded: bool = False  # the store could not be read: the gate failed open
-
-
 @dataclass(frozen=True, slots=True)
 class Remaining:
     """What is left of the tenant's tightest cost quota (for response headers)."""
@@ -95,6 +69,18 @@ class _ReserveTarget:
 
 
 @dataclass(frozen=True, slots=True)
+class QuotaView:
+    """What the gate knows about a tenant at one moment: blocks, reserve flags and its cost-window totals, and
+    what follows from them (worked out once per fetch, not per request)."""
+
+    status: QuotaStatus
+    totals: dict[str, Totals]
+    degraded: bool = False  # the store could not be read: the gate failed open
+    targets: tuple[_ReserveTarget, ...] = ()  # cost windows to reserve against; empty: not in reserve mode
+    remaining: Remaining | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GateResult:
     admission: Admission
     reservation_id: str = ""
@@ -109,7 +95,8 @@ class QuotaUnavailableError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class _CacheEntry:
-    deadline: float  # monotonic seconds
+    deadline: float  # monotonic seconds: read no later than cache_ms before this, never used after it
+    refresh_at: float  # from here on, the next request starts a refresh in the background
     view: QuotaView
 
 
@@ -122,6 +109,8 @@ class QuotaGate:
         cache_ms: int = 1000,
         reservation_ttl: timedelta = timedelta(seconds=300),
         monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], datetime] | None = None,
+        refresh_ahead: bool = False,
     ) -> None:
         if not 0 <= cache_ms <= 1000:
             raise ValueError("cache_ms must be within 0..1000 (blocks may be cached for at most one second)")
@@ -130,24 +119,65 @@ class QuotaGate:
         self._cache_s = cache_ms / 1000
         self._ttl = reservation_ttl
         self._monotonic = monotonic
+        self._clock = clock
+        # Refresh-ahead (long-running servers): once an entry is half its age limit old, one background refresh
+        # replaces it, so requests rarely wait for the store. The age limit still holds: an entry is stamped
+        # with the time its read *started*, and is never used past cache_ms from then.
+        self._refresh_ahead = refresh_ahead and clock is not None and cache_ms > 0
         self._cache: dict[str, _CacheEntry] = {}
         self._lock = threading.Lock()
+        self._refreshing: set[str] = set()
+        self._executor: ThreadPoolExecutor | None = None
 
     @staticmethod
     def cost_rules(tenant: Tenant) -> list[QuotaRule]:
         return [rule for rule in tenant.quotas if rule.metric is Metric.COST]
 
     def view(self, tenant: Tenant, now: datetime) -> QuotaView:
-        """The tenant's quota view, from the cache if it is younger than ``cache_ms``."""
+        """The tenant's quota view, from the cache if it was read less than ``cache_ms`` ago."""
         tick = self._monotonic()
         entry = self._cache.get(tenant.tenant_id)
         if entry is not None and tick < entry.deadline:
+            if self._refresh_ahead and tick >= entry.refresh_at:
+                self._refresh_in_background(tenant)
             return entry.view
         view = self._fetch(tenant, now)
-        if self._cache_s > 0:
-            with self._lock:
-                self._cache[tenant.tenant_id] = _CacheEntry(tick + self._cache_s, view)
+        self._store(tenant.tenant_id, tick, view)
         return view
+
+    def _store(self, tenant_id: str, started: float, view: QuotaView) -> None:
+        if self._cache_s > 0:
+            entry = _CacheEntry(started + self._cache_s, started + self._cache_s / 2, view)
+            with self._lock:
+                self._cache[tenant_id] = entry
+
+    def _refresh_in_background(self, tenant: Tenant) -> None:
+        with self._lock:
+            if tenant.tenant_id in self._refreshing:
+                return
+            self._refreshing.add(tenant.tenant_id)
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quota-refresh")
+            executor = self._executor
+        executor.submit(self._refresh, tenant)
+
+    def _refresh(self, tenant: Tenant) -> None:
+        try:
+            started = self._monotonic()
+            assert self._clock is not None  # refresh-ahead is on only with a clock
+            view = self._fetch(tenant, self._clock())
+            if not view.degraded:  # a failed read leaves the entry to age out; the next request reads again
+                self._store(tenant.tenant_id, started, view)
+        finally:
+            with self._lock:
+                self._refreshing.discard(tenant.tenant_id)
+
+    def wait_for_refreshes(self) -> None:
+        """Block until background refreshes started so far have finished (tests, shutdown)."""
+        with self._lock:
+            executor = self._executor
+        if executor is not None:
+            executor.submit(lambda: None).result()
 
     def invalidate(self, tenant_id: str) -> None:
         with self._lock:
@@ -164,7 +194,13 @@ class QuotaGate:
                 extra={"tenant_id": tenant.tenant_id, "error": type(exc).__name__},
             )
             return QuotaView(QuotaStatus(), {}, degraded=True)
-        return QuotaView(status, dict(totals))
+        view = QuotaView(status, dict(totals))
+        return QuotaView(
+            status,
+            view.totals,
+            targets=tuple(self._reserve_targets(tenant, view, now)),
+            remaining=self.remaining(tenant, view),
+        )
 
     def remaining(self, tenant: Tenant, view: QuotaView) -> Remaining | None:
         best: Remaining | None = None
@@ -201,8 +237,8 @@ class QuotaGate:
         """Decide, and in reserve mode take the reservation. Raises QuotaUnavailableError if the store fails
         while reserving."""
         view = self.view(tenant, now)
-        remaining = self.remaining(tenant, view)
-        targets = self._reserve_targets(tenant, view, now)
+        remaining = view.remaining
+        targets = view.targets
         tightest = min(targets, key=lambda t: t.limit_nanos - t.used_nanos) if targets else None
         admission = decide_admission(
             now=now,

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from producers.gateway.protocol import dumps
-from shared.money import nanos_to_usd
+from shared.money import NANOS_PER_USD
 from shared.pricing import TokenUsage
 
 # Bedrock stop reasons -> OpenAI finish_reason.
@@ -24,8 +24,11 @@ _FINISH: Final = {
 
 
 def usd(nanos: int) -> str:
-    """Exact USD as a plain decimal string without trailing zeros: ``0.000123456``, ``500``."""
-    return f"{nanos_to_usd(nanos).normalize():f}"
+    """Exact USD as a plain decimal string without trailing zeros: ``0.000123456``, ``500``. Integer
+    arithmetic only (it runs for every response header)."""
+    sign = "-" if nanos < 0 else ""
+    whole, frac = divmod(abs(nanos), NANOS_PER_USD)
+    return f"{sign}{whole}.{frac:09d}".rstrip("0").rstrip(".") if frac else f"{sign}{whole}"
 
 
 def finish_reason(stop_reason: str) -> str:

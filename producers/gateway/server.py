@@ -147,6 +147,7 @@ class LocalServer:
         self._server.close_connections()
         self._server.server_close()
         self._thread.join(timeout=5)
+        self.app.flush_metrics()
 
 
 def start_local_server(app: GatewayApp, host: str = "127.0.0.1", port: int = 0) -> LocalServer:

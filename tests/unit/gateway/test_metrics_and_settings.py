@@ -32,7 +32,10 @@ def metrics(**overrides: object) -> RequestMetrics:
 
 def test_emf_document_has_the_four_dimensions_and_tenant_only_as_metadata() -> None:
     out = io.StringIO()
-    EmfStdoutSink(out).record(metrics())
+    sink = EmfStdoutSink(out)
+    sink.record(metrics())
+    assert out.getvalue() == ""  # buffered until flushed (the Lambda handler flushes after each invocation)
+    sink.flush()
     doc = json.loads(out.getvalue())
     directive = doc["_aws"]["CloudWatchMetrics"][0]
     assert directive["Dimensions"] == [list(DIMENSIONS)]
@@ -55,6 +58,7 @@ def test_emf_document_has_the_four_dimensions_and_tenant_only_as_metadata() -> N
     )
     assert (doc["Requests"], doc["Admitted"], doc["Denied"], doc["InputTokens"]) == (1, 1, 0, 10)
     assert doc["tenant_id"] == "acme"
+    assert doc["request_id"] == "r1"
     assert '"CostUSD":0.000208}' in out.getvalue()  # an exact decimal literal, not a float's repr
 
 
@@ -63,8 +67,43 @@ def test_client_tag_values_cannot_blow_up_metric_cardinality() -> None:
     sink = EmfStdoutSink(out, max_values=3)
     for i in range(6):
         sink.record(metrics(tags={"applicationId": f"app-{i}"}))
-    values = [json.loads(line)["applicationId"] for line in out.getvalue().splitlines()]
-    assert values == ["app-0", "app-1", "app-2", OVERFLOW, OVERFLOW, OVERFLOW]
+    sink.flush()
+    docs = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(d["applicationId"], d["Requests"]) for d in docs] == [
+        ("app-0", 1),
+        ("app-1", 1),
+        ("app-2", 1),
+        (OVERFLOW, 3),
+    ]
+
+
+class Ticker:
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def __call__(self) -> float:
+        return self.value
+
+
+def test_a_long_running_process_sums_per_group_and_flushes_each_interval() -> None:
+    # GIVEN a sink in a long-running process (1 s interval) and three requests of one tenant and dimension set
+    out = io.StringIO()
+    ticker = Ticker()
+    sink = EmfStdoutSink(out, flush_interval_s=1.0, monotonic=ticker)
+    for cost in (1, 2, 3):
+        sink.record(metrics(cost_nanos=cost * 100_000_000))
+    sink.record(metrics(tenant_id="globex"))
+    assert out.getvalue() == ""
+    # WHEN a record arrives a second later
+    ticker.value = 1.0
+    sink.record(metrics(denied=True, admitted=False, input_tokens=0, output_tokens=0, cost_nanos=0))
+    # THEN one document per tenant group, with exact sums and no single request id
+    acme, globex = (json.loads(line) for line in out.getvalue().splitlines())
+    assert (acme["tenant_id"], acme["Requests"], acme["Admitted"], acme["Denied"]) == ("acme", 4, 3, 1)
+    assert acme["InputTokens"] == 30
+    assert '"CostUSD":0.6}' in out.getvalue()
+    assert "request_id" not in acme
+    assert (globex["tenant_id"], globex["Requests"], globex["request_id"]) == ("globex", 1, "r1")
 
 
 def test_settings_defaults_and_declared_variables() -> None:

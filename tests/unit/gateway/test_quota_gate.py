@@ -3,16 +3,20 @@ reservations, the maximum-cost rule, the at-most-one-second cache, and failing o
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from producers.gateway.app import GatewayConfig
+from producers.gateway.pricing_cache import RateCache
 from producers.gateway.protocol import HttpResponse
-from producers.gateway.quota import max_cost_nanos, max_input_tokens
+from producers.gateway.quota import max_input_tokens
 from shared.adapters.memory_store import InMemoryStore
 from shared.decisions import AlertLevel, BlockRecord
 from shared.errors import StoreUnavailableError
 from shared.ports import ReserveFlag
-from shared.pricing import PriceCatalog
+from shared.pricing import PriceCatalog, TokenUsage
 from shared.schema import Outcome
 from tests.unit.gateway.support import TIGHT_KEY, FakeConsumer, Gateway, MakeGateway, body_of, converse_body
 
@@ -37,12 +41,33 @@ def test_max_input_tokens_rule_bounds_the_simulated_tokenizer() -> None:
 
 
 def test_max_cost_prices_input_at_the_dearer_of_input_and_cache_write() -> None:
-    catalog = PriceCatalog.load()
+    rates = RateCache(PriceCatalog.load())
     at = datetime(2026, 11, 23, tzinfo=UTC)
-    cost = max_cost_nanos(
-        catalog, model_id="claude-3-5-haiku", alias="", input_tokens=96, max_output_tokens=200, region="", at=at
+    cost = rates.max_cost_nanos(
+        model_id="claude-3-5-haiku", alias="", input_tokens=96, max_output_tokens=200, region="", at=at
     )
     assert cost == MAX_COST_NANOS
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    model=st.sampled_from(
+        ["claude-3-5-haiku", "nova-micro", "us.anthropic.claude-3-5-sonnet-20241022-v2:0", "my-endpoint"]
+    ),
+    counts=st.tuples(*[st.integers(0, 2_000_000)] * 4),
+    day=st.dates(min_value=date(2023, 1, 1), max_value=date(2027, 12, 31)),
+    region=st.sampled_from(["", "us-east-1", "eu-west-1"]),
+)
+def test_the_rate_cache_prices_exactly_like_the_catalog(
+    model: str, counts: tuple[int, int, int, int], day: date, region: str
+) -> None:
+    catalog = PriceCatalog.load()
+    rates = RateCache(catalog)
+    at = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    usage = TokenUsage(*counts)
+    expected = catalog.price_usage(usage, model, alias="claude-3-haiku", region=region, at=at).cost_nanos
+    assert rates.cost_nanos(usage, model, alias="claude-3-haiku", region=region, at=at) == expected
+    assert rates.cost_nanos(usage, model, alias="claude-3-haiku", region=region, at=at) == expected  # cached
 
 
 def test_reserve_flag_from_the_consumer_makes_the_gateway_reserve_the_maximum_cost(gw: Gateway) -> None:
@@ -98,13 +123,39 @@ def test_a_request_whose_maximum_cost_exceeds_what_is_left_is_denied_until_the_w
 
 
 def test_blocks_are_cached_for_at_most_the_configured_time(make_gateway: MakeGateway) -> None:
-    gw = make_gateway(config=GatewayConfig(quota_cache_ms=1000))
+    gw = make_gateway(config=GatewayConfig(quota_cache_ms=1000, quota_refresh_ahead=False))
     assert gw.post("/v1/converse", converse_body()).status == 200  # caches acme's (empty) quota state
     gw.store.set_block(BlockRecord("acme", "month", "cut off", until=gw.clock[0] + timedelta(hours=1)))
     gw.ticker.value += 0.999
     assert gw.post("/v1/converse", converse_body()).status == 200  # still within the cache period
     gw.ticker.value += 0.001
     assert gw.post("/v1/converse", converse_body()).status == 429  # one second later the block is seen
+
+
+def test_refresh_ahead_replaces_cached_state_in_the_background(make_gateway: MakeGateway) -> None:
+    # GIVEN a long-running server's gateway with acme's (empty) quota state cached
+    gw = make_gateway(config=GatewayConfig(quota_cache_ms=1000))
+    assert gw.post("/v1/converse", converse_body()).status == 200
+    gw.store.set_block(BlockRecord("acme", "month", "cut off", until=gw.clock[0] + timedelta(hours=1)))
+    # WHEN a request arrives after half the age limit: it is served from the cache and starts a refresh
+    gw.ticker.value += 0.6
+    assert gw.post("/v1/converse", converse_body()).status == 200
+    gw.app.gate.wait_for_refreshes()
+    # THEN the next request sees the block before the old entry would have aged out
+    assert gw.post("/v1/converse", converse_body()).status == 429
+
+
+def test_a_failed_background_refresh_keeps_the_entry_until_it_ages_out(make_gateway: MakeGateway) -> None:
+    gw = make_gateway(config=GatewayConfig(quota_cache_ms=1000))
+    gw.store.set_block(BlockRecord("acme", "month", "cut off", until=gw.clock[0] + timedelta(hours=1)))
+    assert gw.post("/v1/converse", converse_body()).status == 429
+    gw.store.unavailable = True
+    gw.ticker.value += 0.6
+    assert gw.post("/v1/converse", converse_body()).status == 429  # starts a refresh, which fails
+    gw.app.gate.wait_for_refreshes()
+    assert gw.post("/v1/converse", converse_body()).status == 429  # the block is still honoured
+    gw.ticker.value += 0.4
+    assert gw.post("/v1/converse", converse_body()).status == 200  # aged out, unreadable: fails open
 
 
 class ReserveFails(InMemoryStore):
