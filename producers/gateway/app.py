@@ -17,6 +17,7 @@ import logging
 import secrets
 import threading
 import time
+import traceback
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -86,12 +87,19 @@ def new_request_id() -> str:
     return secrets.token_hex(16)
 
 
+def log_failure(message: str, exc: BaseException, **context: str) -> None:
+    """Log an unexpected exception by type and stack frames only. Its message is left out: an exception raised
+    deep in a backend or library may quote the prompt or the model's output, which are never logged."""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    logger.error("%s: %s\n%s", message, type(exc).__name__, frames, extra=context)
+
+
 def as_backend_error(exc: Exception) -> ModelBackendError:
     """A backend's own error as is; anything else (a bug in a backend, an SDK surprise) as a generic failure
     whose message names only the exception type."""
     if isinstance(exc, ModelBackendError):
         return exc
-    logger.error("model backend raised %s", type(exc).__name__, exc_info=exc)
+    log_failure("model backend raised an unexpected error", exc)
     return ModelBackendError(FailureKind.FAILED, "the model call failed", code=type(exc).__name__)
 
 
@@ -197,9 +205,8 @@ class GatewayApp:
             return handler(request)
         except ApiError as exc:
             return exc.to_response()
-        except Exception:
-            # Our own code never puts prompt or output text into exception messages; the trace stays server-side.
-            logger.exception("unhandled error", extra={"request_id": request.request_id, "path": request.path[:100]})
+        except Exception as exc:
+            log_failure("unhandled error", exc, request_id=request.request_id, path=request.path[:100])
             return ApiError(500, "internal_error", "internal error").to_response()
 
     def flush_metrics(self) -> None:

@@ -27,6 +27,7 @@ from producers.gateway.models import (
     TextDelta,
 )
 from shared.pricing import TokenUsage
+from shared.schema import MAX_TOKENS_PER_CALL
 
 ESTIMATED_BY: Final = "gateway:utf8_bytes_div_4"
 _THROTTLED: Final = frozenset({"ThrottlingException", "ServiceUnavailable", "ModelNotReadyException"})
@@ -42,6 +43,11 @@ class SageMakerRuntimeClient(Protocol):
 
 def estimate_tokens(text: str) -> int:
     return -(-len(text.encode()) // 4)
+
+
+def _count(value: object) -> bool:
+    """A usable reported token count: a plain non-negative integer within the schema's limit."""
+    return type(value) is int and 0 <= value <= MAX_TOKENS_PER_CALL
 
 
 def chat_payload(call: ModelCall) -> dict[str, Any]:
@@ -80,8 +86,8 @@ def parse_reply(call: ModelCall, raw: object) -> ModelReply:
         raise ModelBackendError(FailureKind.FAILED, "the endpoint answered in an unknown shape", code="BadResponse")
     if (
         isinstance(usage_raw, dict)
-        and type(usage_raw.get("prompt_tokens")) is int
-        and type(usage_raw.get("completion_tokens")) is int
+        and _count(usage_raw.get("prompt_tokens"))
+        and _count(usage_raw.get("completion_tokens"))
     ):
         usage = TokenUsage(input_tokens=usage_raw["prompt_tokens"], output_tokens=usage_raw["completion_tokens"])
         return ModelReply(text, finish, usage)

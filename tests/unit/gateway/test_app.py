@@ -3,8 +3,11 @@ identity from the credential, errors, the quota gate and reservations, metering 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import timedelta
+
+import pytest
 
 from producers.gateway.app import GatewayConfig
 from producers.gateway.backends.simulated import SimulatedModel
@@ -149,7 +152,9 @@ class RaisingBackend:
         raise self.exc
 
 
-def test_throttling_rejection_and_backend_bugs_each_map_to_an_outcome(make_gateway: MakeGateway) -> None:
+def test_throttling_rejection_and_backend_bugs_each_map_to_an_outcome(
+    make_gateway: MakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
     cases = [
         (ModelBackendError(FailureKind.THROTTLED, "busy"), 502, "model_throttled", Outcome.THROTTLED),
         (ModelBackendError(FailureKind.REJECTED, "too long"), 400, "model_rejected_request", Outcome.MODEL_ERROR),
@@ -161,3 +166,47 @@ def test_throttling_rejection_and_backend_bugs_each_map_to_an_outcome(make_gatew
         assert (response.status, body_of(response)["error"]["code"]) == (status, code)
         assert b"secret prompt" not in response.body
         assert [e.outcome for e in gw.sink.events] == [outcome]
+    assert "RuntimeError" in caplog.text  # the bug is logged by type and stack ...
+    assert "secret prompt" not in caplog.text  # ... never by a message that might quote the prompt
+
+
+def test_an_unexpected_error_is_a_json_500_logged_without_its_message(
+    gw: Gateway, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(model: str, tenant: object) -> None:
+        raise KeyError(body["prompt"]["messages"][0]["content"])  # an error message quoting the prompt
+
+    body = converse_body()
+
+    monkeypatch.setattr(gw.app.router, "resolve", broken)
+    response = gw.post("/v1/converse", body)
+    assert response.status == 500
+    assert body_of(response)["error"] == {
+        "code": "internal_error",
+        "type": "api_error",
+        "message": "internal error",
+        "param": None,
+    }
+    assert "KeyError" in caplog.text
+    assert "Explain S3" not in caplog.text
+
+
+def test_prompts_and_completions_are_never_logged(make_gateway: MakeGateway, caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN every logger at DEBUG, and calls that succeed, fail, stream and are denied
+    caplog.set_level(logging.DEBUG)
+    gw = make_gateway(model=SimulatedModel(output_tokens=20, error_rate=0.5, seed=1))
+    prompt = "TOP-SECRET-PROMPT merger plans for Q3"
+    for _ in range(6):
+        gw.post("/v1/converse", converse_body(prompt))
+    stream = gw.post(
+        "/v1/chat/completions",
+        {"model": "nova-micro", "messages": [{"role": "user", "content": prompt}], "stream": True},
+    )
+    if stream.stream is not None:
+        list(stream.stream)
+    gw.store.set_block(BlockRecord("acme", "month", "cut off", until=NOW + timedelta(hours=1)))
+    gw.post("/v1/converse", converse_body(prompt))
+    # THEN neither the prompt nor any word of the simulated completions reached a log record
+    assert {e.outcome for e in gw.sink.events} >= {Outcome.SUCCESS, Outcome.MODEL_ERROR, Outcome.DENIED}
+    assert "TOP-SECRET" not in caplog.text
+    assert "alpha" not in caplog.text and "bravo" not in caplog.text

@@ -175,7 +175,17 @@ def test_sagemaker_sends_openai_style_chat_to_the_named_endpoint_and_reads_usage
     assert payload["max_tokens"] == 100
 
 
-@pytest.mark.parametrize("raw", [[{"generated_text": "twelve bytes"}], {"generated_text": "twelve bytes"}])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [{"generated_text": "twelve bytes"}],
+        {"generated_text": "twelve bytes"},
+        {
+            "choices": [{"message": {"content": "twelve bytes"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": -1, "completion_tokens": 3},
+        },
+    ],
+)
 def test_sagemaker_without_usage_counts_tokens_and_says_how(raw: Any) -> None:
     call = ModelCall("ep", (Message("user", "sixteen bytes!!!"),))
     reply = parse_reply(call, raw)
