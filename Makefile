@@ -57,10 +57,10 @@ lint-tf: $(STAMP) $(CHECKOV)
 	$(CHECKOV) --quiet --compact --skip-download -d infra/terraform --framework terraform
 
 demo: $(STAMP) ## run the whole pipeline locally (the main job)
-	$(BIN)/python -m tenantmeter_cli.main demo $(DEMO_ARGS)
+	$(BIN)/meter demo $(DEMO_ARGS)
 
 bench: $(STAMP) ## run every benchmark in bench/ and write BENCHMARKS.md
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python bench/run_all.py
 
 clean: ## remove virtualenvs and caches
 	rm -rf $(VENV) $(CHECKOV_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

