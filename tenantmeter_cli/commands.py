@@ -6,6 +6,7 @@ import argparse
 import getpass
 import json
 import time
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path as FsPath
 from typing import Any
@@ -369,6 +370,23 @@ def parse_mapping(text: str, flag: str) -> tuple[str, str]:
     return key, value
 
 
+def cmd_report(ctx: Context) -> int:
+    from consumers.reporting.report import build_rows, collect, render_csv
+
+    day = ctx.args.day or (m.now_utc() - timedelta(days=1)).date()
+    rows = build_rows(day, collect(ctx.store(), day))
+    text = render_csv(rows)
+    if ctx.args.out == "-":
+        print(text, end="")
+    else:
+        try:
+            FsPath(ctx.args.out).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise m.CliError(f"cannot write {ctx.args.out}: {exc.strerror}") from None
+        print(f"wrote {len(rows)} rows for {day.isoformat()} to {ctx.args.out}")
+    return m.EXIT_OK
+
+
 # --- demo --------------------------------------------------------------------------------------------------
 
 
@@ -468,6 +486,11 @@ def register(sub: Any) -> None:
     psync.add_argument("--apply", action="store_true", help="make the changes (default: plan only)")
     psync.add_argument("--print-toml", action="store_true", help="print inference_profiles lines for tenants.toml")
     psync.set_defaults(func=cmd_profiles_sync)
+
+    report = sub.add_parser("report", help="the daily roll-up per tenant x model x costCenter x applicationId")
+    report.add_argument("--day", type=m.day_arg, help="UTC day YYYY-MM-DD (default: yesterday)")
+    report.add_argument("--out", required=True, help="CSV file to write, or - for stdout")
+    report.set_defaults(func=cmd_report)
 
     demo = sub.add_parser("demo", help="run the whole pipeline locally (the main job)")
     demo.add_argument("--duration", type=m.positive_float, default=60.0, help="seconds of traffic (default 60)")
