@@ -13,10 +13,13 @@ locals {
   efo           = var.event_source.enhanced_fan_out
 
   # The item operations the consumer's DynamoDB store performs (TransactWriteItems is authorised per item
-  # action: Put, Update, ConditionCheck).
+  # action: Put, Update, ConditionCheck, and Delete for settled reservations; BatchWriteItem keeps the day's
+  # active-tenant index).
   dynamodb_actions = [
     "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
     "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:Query",

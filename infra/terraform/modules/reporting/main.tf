@@ -1,8 +1,9 @@
 # The daily report: an EventBridge Scheduler schedule invokes the report function once a day (UTC); it reads
-# the previous day's per-tenant totals from the store and writes one CSV per day under
-# s3://<name>-reports-<account>/<prefix>/dt=YYYY-MM-DD/. A Glue table with partition projection makes the
-# reports queryable from Athena at once (no crawler, no MSCK REPAIR), through a workgroup that keeps query
-# results encrypted in the same bucket.
+# the previous day's per-tenant totals from the store and writes one CSV per day to
+# s3://<name>-reports-<account>/<prefix>/day=YYYY-MM-DD/usage.csv (consumers/reporting/report.py). A Glue
+# table with partition projection makes the reports queryable from Athena at once (no crawler, no MSCK
+# REPAIR), through a workgroup that keeps query results encrypted in the same bucket. The CSV has a `day`
+# column already, so the partition key is `report_day`, projected onto the day=... folders.
 
 data "aws_partition" "current" {}
 
@@ -15,8 +16,8 @@ locals {
   # Glue names are lower case with underscores.
   glue_database = replace(lower(var.name), "-", "_")
 
-  # The report reads day buckets of every tenant.
-  dynamodb_actions = ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"]
+  # The report reads the day's active-tenant index (Query) and each tenant's day buckets (BatchGetItem).
+  dynamodb_actions = ["dynamodb:BatchGetItem", "dynamodb:Query"]
 }
 
 module "bucket" {
@@ -168,8 +169,8 @@ resource "aws_scheduler_schedule" "daily" {
   target {
     arn      = module.function.function_arn
     role_arn = aws_iam_role.scheduler.arn
-    # The function reports the UTC day before the invocation time unless the event names a date.
-    input = jsonencode({ source = "tenantmeter.schedule" })
+    # An empty event: the function reports the UTC day before the invocation ({"day": "YYYY-MM-DD"} re-runs one).
+    input = jsonencode({})
 
     retry_policy {
       maximum_retry_attempts       = 3
@@ -196,20 +197,21 @@ resource "aws_glue_catalog_table" "daily_usage" {
   table_type    = "EXTERNAL_TABLE"
 
   parameters = {
-    "classification"            = "csv"
-    "skip.header.line.count"    = "1"
-    "projection.enabled"        = "true"
-    "projection.dt.type"        = "date"
-    "projection.dt.format"      = "yyyy-MM-dd"
-    "projection.dt.range"       = "${var.first_report_date},NOW"
-    "projection.dt.interval"    = "1"
-    "projection.dt.unit"        = "DAYS"
-    "storage.location.template" = "${local.report_location}dt=$${dt}/"
+    "classification"                 = "csv"
+    "skip.header.line.count"         = "1"
+    "projection.enabled"             = "true"
+    "projection.report_day.type"     = "date"
+    "projection.report_day.format"   = "yyyy-MM-dd"
+    "projection.report_day.range"    = "${var.first_report_date},NOW"
+    "projection.report_day.interval" = "1"
+    "projection.report_day.unit"     = "DAYS"
+    "storage.location.template"      = "${local.report_location}day=$${report_day}/"
   }
 
   partition_keys {
-    name = "dt"
-    type = "string"
+    name    = "report_day"
+    type    = "string"
+    comment = "UTC day of the report (yyyy-MM-dd), the day=... folder"
   }
 
   storage_descriptor {

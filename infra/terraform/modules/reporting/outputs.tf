@@ -24,7 +24,7 @@ output "bucket_name" {
 }
 
 output "report_location" {
-  description = "s3:// location of the reports (one dt=YYYY-MM-DD folder per day)."
+  description = "s3:// location of the reports (one day=YYYY-MM-DD folder per day)."
   value       = local.report_location
 }
 

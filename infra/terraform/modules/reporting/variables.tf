@@ -77,7 +77,7 @@ variable "schedule_enabled" {
 }
 
 variable "first_report_date" {
-  description = "Earliest dt partition Athena's partition projection considers (yyyy-MM-dd)."
+  description = "Earliest report_day partition Athena's partition projection considers (yyyy-MM-dd)."
   type        = string
   default     = "2025-01-01"
 
@@ -95,7 +95,7 @@ variable "report_columns" {
     comment = optional(string, "")
   }))
   default = [
-    { name = "date", type = "string", comment = "UTC day, yyyy-MM-dd" },
+    { name = "day", type = "string", comment = "UTC day, yyyy-MM-dd" },
     { name = "tenant_id", type = "string" },
     { name = "model", type = "string" },
     { name = "cost_center", type = "string" },
@@ -104,6 +104,7 @@ variable "report_columns" {
     { name = "output_tokens", type = "bigint" },
     { name = "cache_read_tokens", type = "bigint" },
     { name = "cache_write_tokens", type = "bigint" },
+    { name = "total_tokens", type = "bigint" },
     { name = "requests", type = "bigint" },
     { name = "cost_usd", type = "decimal(20,9)", comment = "exact USD (sum of nano-dollars)" },
   ]
