@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -80,7 +81,7 @@ RING_SLOTS: Final = 128
 RING_TTL_S: Final = 3 * 3600
 INDEX_TTL_S: Final = 40 * 86400
 STATE_TTL_S: Final = 400 * 86400
-CHUNK: Final = 250  # tenants per pipeline: bounds request size and reply memory
+CHUNK: Final = 125  # tenants per pipeline: bounds request size and reply memory, and sets the overlap grain
 _GRAN_KEY: Final = {Granularity.HOUR: "h", Granularity.DAY: "d", Granularity.MONTH: "mo"}
 _TOTAL_FIELDS: Final = tuple(f"t|{c}" for c in COUNTERS)
 
@@ -367,6 +368,7 @@ class RedisStore:
         # container predict its duplicates and apply in one round trip. Only ever too low, never too high
         # (marks only rise), so a miss costs one more round trip, never a wrong count.
         self._known_hwm: dict[tuple[str, str], str] = {}
+        self._pool: ThreadPoolExecutor | None = None  # started on first use, never at import
 
     # --- WindowStore -------------------------------------------------------------------------------------
 
@@ -387,20 +389,23 @@ class RedisStore:
             if not pending:
                 break
             retry: list[int] = []
-            for start in range(0, len(pending), CHUNK):
-                chunk = pending[start : start + CHUNK]
-                answers = self._run_chunk(
-                    [batches[i] for i in chunk], [expected[i] for i in chunk], now, dedupe_horizon
+            chunks = [pending[start : start + CHUNK] for start in range(0, len(pending), CHUNK)]
+            # Build chunk k+1's pipeline while a worker thread waits for Redis to run chunk k: on two cores the
+            # server's script time and this process's argument building overlap.
+            running: Future[list[Any]] | None = None
+            running_chunk: list[int] = []
+            for chunk in [*chunks, []]:
+                built = (
+                    self._build_chunk([batches[i] for i in chunk], [expected[i] for i in chunk], now, dedupe_horizon)
+                    if chunk
+                    else None
                 )
-                for i, answer in zip(chunk, answers, strict=True):
-                    batch = batches[i]
-                    if isinstance(answer, Exception):
-                        results[i] = ApplyOutcome(batch.tenant_id, ok=False, error=f"redis: {answer}")
-                    elif answer[0] == 0:
-                        expected[i] = answer[1]
-                        retry.append(i)
-                    else:
-                        results[i] = self._outcome(batch, expected[i], answer[1:])
+                if running is not None:
+                    self._collect(running.result(), running_chunk, batches, expected, results, retry)
+                if built is not None:
+                    running, running_chunk = self._executor().submit(self._execute_chunk, *built), chunk
+                else:
+                    running = None
             pending = retry
         for i in pending:
             results[i] = ApplyOutcome(batches[i].tenant_id, ok=False, error="dedupe state kept changing (contention)")
@@ -452,19 +457,28 @@ class RedisStore:
             totals=_decode_reads(reads, batch.read_windows, batch.read_previous),
         )
 
-    def _run_chunk(
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tm-redis")
+        return self._pool
+
+    def _build_chunk(
         self, batches: Sequence[TenantBatch], expected: Sequence[list[bool]], now: datetime, horizon: timedelta
-    ) -> list[Any]:
+    ) -> tuple[Any, list[list[int]]]:
         pipe = self.client.pipeline(transaction=False)
         orders = []
         for batch, dups in zip(batches, expected, strict=True):
             keys, args, order = self._apply_args(batch, dups, now, horizon)
             orders.append(order)
             self._apply(keys=keys, args=args, client=pipe)
+        return pipe, orders
+
+    @staticmethod
+    def _execute_chunk(pipe: Any, orders: list[list[int]]) -> list[Any]:
         try:
             answers = list(pipe.execute(raise_on_error=False))
         except redis.RedisError as exc:
-            return [exc] * len(batches)
+            return [exc] * len(orders)
         out: list[Any] = []
         for answer, order in zip(answers, orders, strict=True):
             if not isinstance(answer, Exception) and answer[0] == 0:
@@ -475,6 +489,25 @@ class RedisStore:
                 answer = [0, flags]
             out.append(answer)
         return out
+
+    def _collect(
+        self,
+        answers: list[Any],
+        chunk: list[int],
+        batches: Sequence[TenantBatch],
+        expected: dict[int, list[bool]],
+        results: dict[int, ApplyOutcome],
+        retry: list[int],
+    ) -> None:
+        for i, answer in zip(chunk, answers, strict=True):
+            batch = batches[i]
+            if isinstance(answer, Exception):
+                results[i] = ApplyOutcome(batch.tenant_id, ok=False, error=f"redis: {answer}")
+            elif answer[0] == 0:
+                expected[i] = answer[1]
+                retry.append(i)
+            else:
+                results[i] = self._outcome(batch, expected[i], answer[1:])
 
     def _apply_args(
         self, batch: TenantBatch, dups: Sequence[bool], now: datetime, horizon: timedelta
