@@ -41,12 +41,13 @@ MODELS = ("claude-3-5-haiku", "nova-lite", "nova-micro", "claude-3-haiku", "llam
 COST_CENTERS = ("cc-100", "cc-200", "cc-300")
 APPS = ("support-bot", "search", "summarizer", "agent")
 MAX_TOKENS = 300
+MONTH_S = 31 * 24 * 3600
 PROMPT_CHARS = 240
 
 
 # (tenant id, tier, profile, path, quota headroom over its expected spend)
 ROLES: tuple[tuple[str, str, Profile, Path, Decimal], ...] = (
-    ("steady-co", "standard", Profile.STEADY, Path.GATEWAY, Decimal(6)),
+    ("steady-co", "standard", Profile.STEADY, Path.GATEWAY, Decimal(2)),
     ("growth-inc", "premium", Profile.GROWING, Path.GATEWAY, Decimal("1.05")),
     ("spiky-labs", "standard", Profile.SPIKE, Path.SDK, Decimal(4)),
     ("overspend-ltd", "free", Profile.OVERSPEND, Path.GATEWAY, Decimal("0.35")),
@@ -100,7 +101,7 @@ def plan_tenants(count: int, rate: float, duration_s: float, seed: int, rates: R
             tenant_id = f"tenant-{i:03d}"
             tier = tiers[i % len(tiers)]
             profile, path = Profile.BACKGROUND, (Path.SDK if i % 3 == 0 else Path.GATEWAY)
-            headroom = Decimal(rng.choice(("3", "5", "10")))
+            headroom = Decimal(rng.choice(("2", "3", "5")))
             model = rng.choice(MODELS)
         tenant_rate = base_rate * (0.6 + rng.random() * 0.8)
         max_cost = request_max_cost_usd(rates.rates_for(model))
@@ -111,7 +112,10 @@ def plan_tenants(count: int, rate: float, duration_s: float, seed: int, rates: R
             Profile.OVERSPEND: 2.0,
             Profile.RUNAWAY: 2.0,
         }.get(profile, 1.0)
-        expected = Decimal(str(round(tenant_rate * duration_s * mean_multiplier, 3))) * max_cost * Decimal("0.6")
+        # Quiet tenants get a budget for a whole month at their rate (so no projection fires: they really are
+        # fine); the role players get one sized to the run, so their levels move while you watch.
+        horizon_s = MONTH_S if profile in (Profile.STEADY, Profile.BACKGROUND) else duration_s
+        expected = Decimal(str(round(tenant_rate * horizon_s * mean_multiplier, 3))) * max_cost * Decimal("0.6")
         quota = max(Decimal("0.000001"), (expected * headroom)).quantize(Decimal("0.000001"))
         key_seed = hashlib.sha256(f"{seed}:{tenant_id}".encode()).hexdigest()[:24]
         tenants.append(
