@@ -22,13 +22,10 @@ from shared.tenants import TenantRegistry
 if TYPE_CHECKING:
     from botocore.config import Config
 
-    from producers.sdk.config import ProducerConfig
-
 # Bedrock calls may stream for a while; retries are few because a reservation is held meanwhile.
 BEDROCK_CONNECT_TIMEOUT_S = 3
 BEDROCK_READ_TIMEOUT_S = 120
 BEDROCK_MAX_ATTEMPTS = 3
-GATEWAY_PRODUCER_LINGER_S = 0.05
 
 
 def _client_config() -> Config:
@@ -39,17 +36,6 @@ def _client_config() -> Config:
         read_timeout=BEDROCK_READ_TIMEOUT_S,
         retries={"mode": "standard", "total_max_attempts": BEDROCK_MAX_ATTEMPTS},
     )
-
-
-def producer_config() -> ProducerConfig:
-    """The gateway's usage producer: a 50 ms linger instead of the default 500 ms. The sender encodes and
-    aggregates what queued up during the linger in one go, holding the interpreter lock meanwhile; a request
-    thread that wakes then waits for it. Ten times shorter lingers make those bursts ten times smaller (about
-    0.6 ms instead of 6 ms at 750 requests/s, see bench/gateway.py) and still put tens of events in a record
-    at any rate worth aggregating. In Lambda the handler flushes after every invocation anyway."""
-    from producers.sdk.config import ProducerConfig
-
-    return ProducerConfig(linger_s=GATEWAY_PRODUCER_LINGER_S)
 
 
 def gateway_config(settings: Settings) -> GatewayConfig:
@@ -122,7 +108,7 @@ def bootstrap(
     if sink is None:
         from producers.sdk.producer import UsageProducer
 
-        sink = UsageProducer(settings.stream_name, region_name=settings.region, config=producer_config())
+        sink = UsageProducer(settings.stream_name, region_name=settings.region)
     return build_app(
         tenants=tenants,
         quota_state=quota_state,
