@@ -330,14 +330,17 @@ class GatewayApp:
 
     def _admit(self, call: _Call) -> _Call:
         chat = call.chat
-        max_cost = self.rates.max_cost_nanos(
-            model_id=call.route.model_id,
-            alias=call.route.pricing_alias,
-            input_tokens=max_input_tokens(chat.prompt_texts(), len(chat.messages) + len(chat.system)),
-            max_output_tokens=chat.max_tokens,
-            region=self.config.region,
-            at=call.now,
-        )
+
+        def max_cost() -> int:
+            return self.rates.max_cost_nanos(
+                model_id=call.route.model_id,
+                alias=call.route.pricing_alias,
+                input_tokens=max_input_tokens(chat.prompt_texts(), len(chat.messages) + len(chat.system)),
+                max_output_tokens=chat.max_tokens,
+                region=self.config.region,
+                at=call.now,
+            )
+
         try:
             gate = self.gate.admit(call.tenant, call.now, max_cost)
         except QuotaUnavailableError:

@@ -89,6 +89,9 @@ class GateResult:
     degraded: bool = False
 
 
+_ALLOW: Final = Admission(AdmissionKind.ALLOW, "within quota")
+
+
 class QuotaUnavailableError(Exception):
     """The store could not take a reservation; the request must not go ahead unreserved."""
 
@@ -233,10 +236,16 @@ class QuotaGate:
                         targets[rule.window.name] = _ReserveTarget(rule.window, rule.limit, used)
         return [targets[name] for name in sorted(targets)]
 
-    def admit(self, tenant: Tenant, now: datetime, max_cost: int) -> GateResult:
-        """Decide, and in reserve mode take the reservation. Raises QuotaUnavailableError if the store fails
-        while reserving."""
+    def admit(self, tenant: Tenant, now: datetime, max_cost: int | Callable[[], int]) -> GateResult:
+        """Decide, and in reserve mode take the reservation. ``max_cost`` may be a function: it is then worked
+        out only when needed (in reserve mode). Raises QuotaUnavailableError if the store fails while
+        reserving."""
         view = self.view(tenant, now)
+        if not view.status.blocks and not view.targets:
+            # The common case: no block, not near a hard cost quota. Nothing to decide, nothing to reserve.
+            return GateResult(_ALLOW, remaining=view.remaining, degraded=view.degraded)
+        if callable(max_cost):
+            max_cost = max_cost()
         remaining = view.remaining
         targets = view.targets
         tightest = min(targets, key=lambda t: t.limit_nanos - t.used_nanos) if targets else None
