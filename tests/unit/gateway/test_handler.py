@@ -114,3 +114,16 @@ def test_nothing_is_built_at_import() -> None:
 
     fresh = importlib.reload(handler)
     assert fresh._app is None
+
+
+def test_importing_the_gateway_connects_to_nothing_and_starts_no_thread() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, threading\n"
+        "import producers.gateway.handler, producers.gateway.server, producers.gateway.bootstrap\n"
+        "print(threading.active_count(), ','.join(m for m in ('boto3', 'redis') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1"]  # one thread, and neither boto3 nor redis loaded
