@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
@@ -95,17 +95,22 @@ def event_prefixes(event: MeteredEvent, granularity: Granularity) -> list[str]:
 BucketKey = tuple[Granularity, str]
 
 _TOTAL: Final = Dim.TOTAL.value
+_COMBO: Final = Dim.COMBO.value
 _BUCKET_IDS: dict[int, tuple[str, str, str, str]] = {}
 
 
 def bucket_ids(t: datetime) -> tuple[str, str, str, str]:
     """(minute, hour, day, month) bucket ids of t, memoised per minute (strftime is the slow part)."""
-    minute = int(t.timestamp()) // 60
+    return minute_ids(int(t.timestamp()) // 60)
+
+
+def minute_ids(minute: int) -> tuple[str, str, str, str]:
+    """(minute, hour, day, month) bucket ids of a unix minute."""
     ids = _BUCKET_IDS.get(minute)
     if ids is None:
         if len(_BUCKET_IDS) > 100_000:
             _BUCKET_IDS.clear()
-        m = bucket_id(Granularity.MINUTE, t)
+        m = bucket_id(Granularity.MINUTE, datetime.fromtimestamp(minute * 60, UTC))
         ids = _BUCKET_IDS[minute] = (m, m[:10], m[:8], m[:6])
     return ids
 
@@ -143,49 +148,71 @@ def aggregate(events: Iterable[MeteredEvent]) -> dict[BucketKey, dict[str, Total
     return {key: {p: Totals(*c) for p, c in bucket.items()} for key, bucket in acc.items()}
 
 
-def aggregate_fields(events: Iterable[MeteredEvent]) -> dict[BucketKey, dict[str, int]]:
-    """Like ``aggregate``, flattened to non-zero ``prefix|code`` counters per bucket: what hash stores write."""
-    acc: dict[BucketKey, dict[str, list[int]]] = {}
-    minute_g, hour_g, day_g, month_g = Granularity.MINUTE, Granularity.HOUR, Granularity.DAY, Granularity.MONTH
+@dataclass(frozen=True, slots=True)
+class BucketFields:
+    """Non-zero ``prefix|code`` counters of one bucket; ``minute`` is the unix minute for minute buckets."""
+
+    granularity: Granularity
+    ident: str
+    fields: dict[str, int]
+    minute: int = 0
+
+
+def aggregate_fields(events: Iterable[MeteredEvent]) -> list[BucketFields]:
+    """Like ``aggregate``, flattened to what hash stores write. Events are first summed per (minute,
+    combination), which a batch has far fewer of than events, then rolled up to hour, day and month."""
+    groups: dict[tuple[int, str], list[int]] = {}
     for event in events:
-        counts = (
-            event.input_tokens,
-            event.output_tokens,
-            event.cache_read_tokens,
-            event.cache_write_tokens,
-            event.requests,
-            event.cost_nanos,
+        key = (
+            int(event.occurred_at.timestamp()) // 60,
+            SEP.join((_COMBO, event.model, event.cost_center, event.application_id)),
         )
-        m, h, d, mo = bucket_ids(event.occurred_at)
-        combo = SEP.join((Dim.COMBO.value, event.model, event.cost_center, event.application_id))
-        for key, prefix in (
-            ((minute_g, m), _TOTAL),
-            ((hour_g, h), _TOTAL),
-            ((day_g, d), _TOTAL),
-            ((day_g, d), combo),
-            ((month_g, mo), _TOTAL),
+        cur = groups.get(key)
+        if cur is None:
+            groups[key] = [
+                event.input_tokens,
+                event.output_tokens,
+                event.cache_read_tokens,
+                event.cache_write_tokens,
+                event.requests,
+                event.cost_nanos,
+            ]
+        else:
+            cur[0] += event.input_tokens
+            cur[1] += event.output_tokens
+            cur[2] += event.cache_read_tokens
+            cur[3] += event.cache_write_tokens
+            cur[4] += event.requests
+            cur[5] += event.cost_nanos
+    acc: dict[tuple[Granularity, str], dict[str, list[int]]] = {}
+    minutes: dict[str, int] = {}
+    for (minute, combo), counts in groups.items():
+        m, h, d, mo = minute_ids(minute)
+        minutes[m] = minute
+        for bkey, prefix in (
+            ((Granularity.MINUTE, m), _TOTAL),
+            ((Granularity.HOUR, h), _TOTAL),
+            ((Granularity.DAY, d), _TOTAL),
+            ((Granularity.DAY, d), combo),
+            ((Granularity.MONTH, mo), _TOTAL),
         ):
-            bucket = acc.get(key)
+            bucket = acc.get(bkey)
             if bucket is None:
-                bucket = acc[key] = {}
+                bucket = acc[bkey] = {}
             cur = bucket.get(prefix)
             if cur is None:
                 bucket[prefix] = list(counts)
             else:
-                cur[0] += counts[0]
-                cur[1] += counts[1]
-                cur[2] += counts[2]
-                cur[3] += counts[3]
-                cur[4] += counts[4]
-                cur[5] += counts[5]
-    out: dict[BucketKey, dict[str, int]] = {}
-    for key, bucket in acc.items():
+                for i in range(6):
+                    cur[i] += counts[i]
+    out: list[BucketFields] = []
+    for (granularity, ident), bucket in acc.items():
         fields: dict[str, int] = {}
         for prefix, c in bucket.items():
             for code, value in zip(COUNTERS, c, strict=True):
                 if value:
                     fields[f"{prefix}|{code}"] = value
-        out[key] = fields
+        out.append(BucketFields(granularity, ident, fields, minutes.get(ident, 0)))
     return out
 
 

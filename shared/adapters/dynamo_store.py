@@ -327,7 +327,8 @@ class DynamoStore:
                 }
             )
             new_marks[(tpk, sk)] = pos
-        for (granularity, ident), fields in aggregate_fields(new).items():
+        for bucket in aggregate_fields(new):
+            granularity, ident, fields = bucket.granularity, bucket.ident, bucket.fields
             expiry = bucket_expiry(granularity, parse_bucket_id(granularity, ident))
             if expiry <= now or not fields:
                 continue

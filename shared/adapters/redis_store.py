@@ -312,6 +312,21 @@ def _position(event: MeteredEvent) -> str:
     return f"{p.sequence_number:0>64}{p.sub_sequence_number:010d}"
 
 
+_EXPIRY: dict[tuple[Granularity, str], int] = {}
+
+
+def _expiry(granularity: Granularity, ident: str) -> int:
+    """Unix time a bucket may go (its end plus its retention), memoised: bucket ids repeat across tenants."""
+    key = (granularity, ident)
+    found = _EXPIRY.get(key)
+    if found is None:
+        if len(_EXPIRY) > 10_000:
+            _EXPIRY.clear()
+        start = parse_bucket_id(granularity, ident)
+        found = _EXPIRY[key] = int((next_bucket_start(granularity, start) + BUCKET_RETENTION[granularity]).timestamp())
+    return found
+
+
 def _seconds(delta: timedelta) -> int:
     return max(1, int(delta.total_seconds()))
 
@@ -415,7 +430,7 @@ class RedisStore:
         days: dict[str, set[str]] = {}
         for b in batches:
             for e in b.events:
-                days.setdefault(bucket_id(Granularity.DAY, e.occurred_at), set()).add(b.tenant_id)
+                days.setdefault(bucket_ids(e.occurred_at)[2], set()).add(b.tenant_id)
         if not days:
             return
         pipe = self.client.pipeline(transaction=False)
@@ -547,17 +562,17 @@ class RedisStore:
         buckets: list[Any] = []
         nbuckets = 0
         ring: list[Any] = []
-        for (granularity, ident), fields in aggregate_fields(new).items():
-            if granularity is Granularity.MINUTE:
-                minute = _minute(parse_bucket_id(granularity, ident))
-                ring += [minute, *(fields.get(f, 0) for f in _TOTAL_FIELDS)]
+        now_s = int(now.timestamp())
+        for b in aggregate_fields(new):
+            fields = b.fields
+            if b.granularity is Granularity.MINUTE:
+                ring += [b.minute, *(fields.get(f, 0) for f in _TOTAL_FIELDS)]
                 continue
-            start = parse_bucket_id(granularity, ident)
-            ttl = (next_bucket_start(granularity, start) + BUCKET_RETENTION[granularity] - now).total_seconds()
+            ttl = _expiry(b.granularity, b.ident) - now_s
             if ttl <= 0 or not fields:
                 continue  # older than the bucket's retention: nothing would read it
             nbuckets += 1
-            buckets += [keys.index(f"{tk}:{_GRAN_KEY[granularity]}:{ident}"), int(ttl), len(fields)]
+            buckets += [keys.index(f"{tk}:{_GRAN_KEY[b.granularity]}:{b.ident}"), ttl, len(fields)]
             for name, value in fields.items():
                 buckets += [name, value]
         args.append(nbuckets)
