@@ -152,10 +152,14 @@ class StreamPosition:
     partition_key: str
     sequence_number: str
     sub_sequence_number: int = 0
+    # Derived once (the hot path reads them several times per event): the high-water mark's key, and the
+    # position as a fixed-width string (64-digit sequence, 10-digit sub-sequence) that sorts like ``order``.
+    stream_key: str = field(init=False, compare=False, repr=False)
+    padded: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def stream_key(self) -> str:
-        return f"{self.shard_id}|{self.partition_key}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stream_key", f"{self.shard_id}|{self.partition_key}")
+        object.__setattr__(self, "padded", f"{self.sequence_number:0>64}{self.sub_sequence_number:010d}")
 
     @property
     def order(self) -> tuple[int, int]:
@@ -183,6 +187,10 @@ class MeteredEvent:
     # 1 for a model call (success or model_error); 0 for a call the gateway denied or Bedrock throttled, which
     # is kept for dedupe and reservations but is not a request against quotas.
     requests: int = 1
+    minute: int = field(init=False, compare=False, repr=False)  # unix minute of occurred_at
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "minute", int(self.occurred_at.timestamp()) // 60)
 
     @property
     def totals(self) -> Totals:

@@ -163,10 +163,7 @@ def aggregate_fields(events: Iterable[MeteredEvent]) -> list[BucketFields]:
     combination), which a batch has far fewer of than events, then rolled up to hour, day and month."""
     groups: dict[tuple[int, str], list[int]] = {}
     for event in events:
-        key = (
-            int(event.occurred_at.timestamp()) // 60,
-            SEP.join((_COMBO, event.model, event.cost_center, event.application_id)),
-        )
+        key = (event.minute, SEP.join((_COMBO, event.model, event.cost_center, event.application_id)))
         cur = groups.get(key)
         if cur is None:
             groups[key] = [

@@ -85,8 +85,7 @@ def _epoch(t: datetime) -> int:
 
 
 def _position(event: MeteredEvent) -> str:
-    p = event.position
-    return f"{p.sequence_number:0>64}{p.sub_sequence_number:010d}"
+    return event.position.padded
 
 
 def _key(pk: str, sk: str) -> dict[str, Any]:

@@ -45,7 +45,6 @@ from shared.decisions import AlertLevel, BlockRecord, Metric
 from shared.ports import (
     AlertMark,
     ApplyOutcome,
-    MeteredEvent,
     QuotaStatus,
     ReserveFlag,
     RollupRow,
@@ -58,10 +57,10 @@ from shared.store_layout import (
     HWM_RETENTION,
     Dim,
     aggregate_fields,
-    bucket_ids,
     dimension_sums,
     event_digest,
     fields_to_totals,
+    minute_ids,
     month_days,
     parse_dim_prefix,
     previous_period,
@@ -307,11 +306,6 @@ def _minute(t: datetime) -> int:
     return int(t.timestamp()) // 60
 
 
-def _position(event: MeteredEvent) -> str:
-    p = event.position
-    return f"{p.sequence_number:0>64}{p.sub_sequence_number:010d}"
-
-
 _EXPIRY: dict[tuple[Granularity, str], int] = {}
 
 
@@ -430,7 +424,7 @@ class RedisStore:
         days: dict[str, set[str]] = {}
         for b in batches:
             for e in b.events:
-                days.setdefault(bucket_ids(e.occurred_at)[2], set()).add(b.tenant_id)
+                days.setdefault(minute_ids(e.minute)[2], set()).add(b.tenant_id)
         if not days:
             return
         pipe = self.client.pipeline(transaction=False)
@@ -440,27 +434,26 @@ class RedisStore:
         pipe.execute()
 
     def _predict(self, batch: TenantBatch) -> list[bool]:
-        known = {
-            e.position.stream_key: self._known_hwm[(batch.tenant_id, e.position.stream_key)]
-            for e in batch.events
-            if (batch.tenant_id, e.position.stream_key) in self._known_hwm
-        }
+        tenant = batch.tenant_id
+        known_hwm = self._known_hwm
         seen_ids: set[str] = set()
         flags = []
         for e in batch.events:
-            mark = known.get(e.position.stream_key)
-            flags.append((mark is not None and _position(e) <= mark) or e.event_id in seen_ids)
+            mark = known_hwm.get((tenant, e.position.stream_key))
+            flags.append((mark is not None and e.position.padded <= mark) or e.event_id in seen_ids)
             seen_ids.add(e.event_id)
         return flags
 
     def _outcome(self, batch: TenantBatch, dups: list[bool], reads: Sequence[Any]) -> ApplyOutcome:
         if len(self._known_hwm) > 500_000:
             self._known_hwm.clear()
+        known = self._known_hwm
         for e in batch.events:
             key = (batch.tenant_id, e.position.stream_key)
-            pos = _position(e)
-            if key not in self._known_hwm or pos > self._known_hwm[key]:
-                self._known_hwm[key] = pos
+            pos = e.position.padded
+            old = known.get(key)
+            if old is None or pos > old:
+                known[key] = pos
         duplicate_ids = frozenset(e.event_id for e, d in zip(batch.events, dups, strict=True) if d)
         n_dup = sum(dups)
         return ApplyOutcome(
@@ -536,7 +529,7 @@ class RedisStore:
             sk = e.position.stream_key
             if sk not in streams:
                 streams[sk] = len(streams) + 1
-            hour = bucket_ids(e.occurred_at)[1]
+            hour = minute_ids(e.minute)[1]
             group = groups.get(hour)
             if group is None:
                 groups[hour] = [n]
@@ -553,7 +546,7 @@ class RedisStore:
                 p = e.position
                 args += [
                     streams[p.stream_key],
-                    f"{p.sequence_number:0>64}{p.sub_sequence_number:010d}",
+                    p.padded,
                     event_digest(e.event_id),
                     "1" if dups[n] else "0",
                 ]
