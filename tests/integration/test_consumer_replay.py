@@ -56,4 +56,4 @@ def test_exactly_once_on_redis(redis_client: redis.Redis, seed: int) -> None:
 def test_exactly_once_on_dynamodb(aws: AwsFactory, seed: int) -> None:
     client = aws("dynamodb")
     create_table(client, "tenantmeter-usage")
-    run_replay(DynamoStore("tenantmeter-usage", client=client), seed, 120)
+    run_replay(DynamoStore("tenantmeter-usage", client=client), seed, 80)

@@ -127,7 +127,7 @@ def deliver(
                 half = batch[: len(batch) // 2]
                 process(half, now + tick * invocations)
                 invocations += 1
-            for _ in range(rng.randrange(1, 4)):  # the same batch, 1 to 3 times (timeouts after success)
+            for _ in range(rng.randrange(1, 11)):  # the same batch 1-10 times (retries, timeouts)
                 response = process(batch, now + tick * invocations)
                 invocations += 1
             failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]

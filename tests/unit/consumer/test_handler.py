@@ -131,3 +131,56 @@ def test_every_consumer_variable_is_declared() -> None:
 def test_bootstrap_without_settings_needs_every_dependency() -> None:
     with pytest.raises(ValueError, match="needs settings"):
         boot.bootstrap(store=InMemoryStore())
+
+
+class FakeSecrets:
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.asked: list[str] = []
+
+    def get_secret_value(self, SecretId: str) -> dict[str, str]:
+        self.asked.append(SecretId)
+        return {"SecretString": self.secret}
+
+
+@pytest.mark.parametrize(
+    ("secret", "token"),
+    [
+        ("plain-token", "plain-token"),
+        ('{"token": "t1"}', "t1"),
+        ('{"auth_token": "t2"}', "t2"),
+        ('{"password": "p"}', "p"),
+    ],
+)
+def test_the_elasticache_auth_token_comes_from_secrets_manager(secret: str, token: str) -> None:
+    from shared.adapters.stores import read_auth_token
+
+    fake = FakeSecrets(secret)
+    assert read_auth_token("arn:aws:secretsmanager:us-east-1:1:secret:redis", fake) == token
+    assert fake.asked == ["arn:aws:secretsmanager:us-east-1:1:secret:redis"]
+
+
+def test_build_store_passes_the_token_to_redis_without_connecting() -> None:
+    from shared.adapters.redis_store import RedisStore
+    from shared.adapters.stores import build_store
+
+    store = build_store(
+        "redis",
+        redis_url="rediss://cache.example:6379/0",
+        redis_auth_secret_arn="arn:secret",
+        secrets_client=FakeSecrets('{"token": "s3cr3t"}'),
+    )
+    assert isinstance(store, RedisStore)
+    kwargs = store.client.connection_pool.connection_kwargs
+    assert kwargs["password"] == "s3cr3t" and kwargs["host"] == "cache.example"
+
+
+def test_build_store_rejects_what_it_cannot_build() -> None:
+    from shared.adapters.stores import build_store
+
+    with pytest.raises(ConfigError):
+        build_store("redis", redis_url=None)
+    with pytest.raises(ConfigError):
+        build_store("dynamodb", dynamodb_table=None)
+    with pytest.raises(ConfigError):
+        build_store("cassandra")
