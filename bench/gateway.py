@@ -13,10 +13,10 @@ Measured in one run, on loopback, with bounded request counts:
      model (20 ms per call, quicker than any hosted LLM answers) at concurrency 16.
    - Worst case (``*_zero_latency_c1``, ``*_zero_latency_c8``): a zero-latency model, so the comparison is
      the gateway's own CPU per request, at concurrency 1 (no queueing) and 8 (a saturated worker).
-2. End to end with metering on and a zero-latency model, at concurrency 1, 8 and 32, one gateway worker (one
-   process). Targets: p50 < 1 ms at concurrency 1, >= 1,000 requests/s at concurrency 32.
    Each comparison also runs "null": metering on with a do-nothing event sink, which separates the gateway's
    own metering cost from the usage producer's (``*_null_sink*`` keys).
+2. End to end with metering on and a zero-latency model, at concurrency 1, 8 and 32, one gateway worker (one
+   process). Targets: p50 < 1 ms at concurrency 1, >= 1,000 requests/s at concurrency 32.
 3. For information: a tenant in reserved admission (one atomic Redis reservation per call, settled as the
    consumer would), and the pure core per call (``GatewayApp.handle`` without HTTP).
 
