@@ -3,8 +3,10 @@
 Keys (all of a tenant's carry the hash tag ``{tenant}``, so one tenant's keys share a Cluster slot and one
 script may touch them all; every key a script touches is passed in KEYS):
 
-- ``tm:{T}:min`` hash, the minute ring: 128 slots (unix minute mod 128); ``s<slot>`` holds the minute a slot
-  counts, ``<slot>|i,o,r,w,n,c`` its counters. Expires 3 h after the last write.
+- ``tm:{T}:min`` hash, the minute ring: 64 slots (unix minute mod 64), each one field
+  ``minute,i,o,r,w,n,c`` (the minute it counts, then its counters), so sliding windows up to 64 minutes read
+  one HMGET and the hash stays in Redis's compact encoding (~3 KB per active tenant). Expires 3 h after the
+  last write.
 - ``tm:{T}:h:<YYYYMMDDHH>`` hash, hour totals ``t|<code>``. Expires at bucket end + 2 days.
 - ``tm:{T}:d:<YYYYMMDD>`` hash, day totals, ``m|c|a<SEP>value|<code>`` dimensions and
   ``x<SEP>model<SEP>cc<SEP>app|<code>`` combinations (the daily report). Bucket end + 40 days.
@@ -76,7 +78,7 @@ from shared.windows import (
     parse_bucket_id,
 )
 
-RING_SLOTS: Final = 128
+RING_SLOTS: Final = 64  # sliding windows may be at most this many minutes long
 RING_TTL_S: Final = 3 * 3600
 INDEX_TTL_S: Final = 40 * 86400
 STATE_TTL_S: Final = 400 * 86400
@@ -87,7 +89,12 @@ _TOTAL_FIELDS: Final = tuple(f"t|{c}" for c in COUNTERS)
 # Shared Lua: read calendar totals and sliding sums. ARGV from index i:
 #   ncal, then ncal KEYS indexes; now_minute, nsliding, then nsliding lengths (minutes).
 _LUA_READ: Final = """
-local CODES = {'i','o','r','w','n','c'}
+-- A ring slot is one field "minute,i,o,r,w,n,c": 64 small fields keep the hash in its compact encoding.
+local function slot_parts(text)
+  local parts = {}
+  for x in string.gmatch(text, '[^,]+') do parts[#parts+1] = tonumber(x) end
+  return parts
+end
 local function read_windows(ring, i, out)
   local ncal = tonumber(ARGV[i]); i = i + 1
   for c = 1, ncal do
@@ -100,26 +107,20 @@ local function read_windows(ring, i, out)
     local lens = {}; local maxn = 0
     for s = 1, nsl do lens[s] = tonumber(ARGV[i]); i = i + 1; if lens[s] > maxn then maxn = lens[s] end end
     local sf = {}
-    for k = 0, maxn - 1 do sf[k+1] = 's' .. ((nowm - k) % 128) end
-    local stamps = redis.call('HMGET', ring, unpack(sf))
-    local valid = {}; local fields = {}
-    for k = 0, maxn - 1 do
-      if tonumber(stamps[k+1]) == nowm - k then
-        local slot = (nowm - k) % 128
-        valid[#valid+1] = k
-        for f = 1, 6 do fields[#fields+1] = slot .. '|' .. CODES[f] end
-      end
-    end
+    for k = 0, maxn - 1 do sf[k+1] = (nowm - k) % 64 end
+    local slots = redis.call('HMGET', ring, unpack(sf))
     local sums = {}
     for s = 1, nsl do sums[s] = {0,0,0,0,0,0} end
-    if #fields > 0 then
-      local vals = redis.call('HMGET', ring, unpack(fields))
-      for j = 1, #valid do
-        local k = valid[j]
-        for f = 1, 6 do
-          local x = tonumber(vals[(j-1)*6 + f]) or 0
-          if x ~= 0 then
-            for s = 1, nsl do if k < lens[s] then sums[s][f] = sums[s][f] + x end end
+    for k = 0, maxn - 1 do
+      local cur = slots[k+1]
+      if cur then
+        local parts = slot_parts(cur)
+        if parts[1] == nowm - k then
+          for f = 1, 6 do
+            local x = parts[f+1]
+            if x ~= 0 then
+              for s = 1, nsl do if k < lens[s] then sums[s][f] = sums[s][f] + x end end
+            end
           end
         end
       end
@@ -209,19 +210,20 @@ for b = 1, nb do
 end
 local nr = tonumber(ARGV[i]); i = i + 1
 for r = 1, nr do
-  local m = tonumber(ARGV[i]); local slot = m % 128
-  local names = {'s' .. slot}
-  for f = 1, 6 do names[f+1] = slot .. '|' .. CODES[f] end
-  local cur = redis.call('HMGET', ring, unpack(names))
-  local st = tonumber(cur[1]) or -1
+  local m = tonumber(ARGV[i]); local slot = m % 64
+  local v = {}
+  for f = 1, 6 do v[f] = tonumber(ARGV[i+f]) end
+  local st = -1
+  local cur = redis.call('HGET', ring, slot)
+  if cur then
+    local parts = slot_parts(cur)
+    st = parts[1]
+    if st == m then for f = 1, 6 do v[f] = v[f] + parts[f+1] end end
+  end
   if st <= m then
-    local set = {names[1], m}
-    for f = 1, 6 do
-      local v = tonumber(ARGV[i+f])
-      if st == m then v = v + (tonumber(cur[f+1]) or 0) end
-      set[#set+1] = names[f+1]; set[#set+1] = string.format('%d', v)
-    end
-    redis.call('HSET', ring, unpack(set))
+    local text = {string.format('%d', m)}
+    for f = 1, 6 do text[f+1] = string.format('%d', v[f]) end
+    redis.call('HSET', ring, slot, table.concat(text, ','))
   end
   i = i + 7
 end
@@ -344,6 +346,9 @@ def _reads(
     """ARGV tail for read_windows: calendar windows (then previous periods), then sliding windows."""
     calendar = [(w, now) for w in windows if not w.sliding] + [(w, previous_period(w, now)) for w in previous]
     sliding = [w for w in windows if w.sliding]
+    for w in sliding:
+        if w.length > RING_SLOTS:
+            raise ValueError(f"sliding window {w.name} is longer than the {RING_SLOTS}-minute ring")
     args: list[Any] = [len(calendar)]
     for w, at in calendar:
         args.append(keys.index(f"{_tk(tenant_id)}:{_GRAN_KEY[w.granularity]}:{bucket_id(w.granularity, at)}"))
