@@ -115,6 +115,7 @@ class MeteringService:
         bad: list[QuarantinedRecord] = list(split.quarantined)
         by_tenant: dict[str, list[MeteredEvent]] = {}
         items: dict[str, set[str]] = {}
+        fallbacks: Counter[tuple[str, str]] = Counter()
         for record in split.records:
             metered = self.meter.meter(record)
             if isinstance(metered, QuarantinedRecord):
@@ -122,13 +123,15 @@ class MeteringService:
                 continue
             event, fallback = metered
             if fallback:
-                result.fallback_priced += 1
-                self.log.warning(
-                    "model not in the price catalog: priced by the fallback",
-                    extra={"tenant_id": event.tenant_id, "model": event.model, "event_id": event.event_id},
-                )
+                fallbacks[(event.model, event.tenant_id)] += 1
             by_tenant.setdefault(event.tenant_id, []).append(event)
             items.setdefault(event.tenant_id, set()).add(record.item_id)
+        for (model, tenant_id), count in fallbacks.items():  # one line per model and tenant, not per event
+            result.fallback_priced += count
+            self.log.warning(
+                "model not in the price catalog: priced by the fallback",
+                extra={"tenant_id": tenant_id, "model": model, "events": count},
+            )
         result.events = sum(len(v) for v in by_tenant.values())
         result.tenants = len(by_tenant)
         failed: set[str] = set()
