@@ -12,7 +12,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 PYTEST_ARGS ?=
 
-.PHONY: help setup test test-unit test-integration test-e2e lint lint-py lint-tf demo bench clean
+.PHONY: help setup test test-unit test-integration test-e2e lint lint-py lint-tf demo bench package clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ lint-tf: $(STAMP) $(CHECKOV)
 
 demo: $(STAMP) ## run the whole pipeline locally (the main job)
 	$(BIN)/meter demo $(DEMO_ARGS)
+
+package: $(STAMP) ## build dist/lambda/app.zip and deps-layer.zip for Terraform
+	$(BIN)/python infra/scripts/package_lambda.py
 
 bench: $(STAMP) ## run every benchmark in bench/ and write BENCHMARKS.md
 	$(BIN)/python bench/run_all.py
