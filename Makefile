@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup test test-unit test-integration test-e2e lint lint-py lint-tf demo bench package clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: tenantmeter needs Python 3.11 or newer on PATH (python3.11, python3.12, ...)" >&2; exit 1; }
