@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Final
 
 from shared.decisions import AlertLevel, BlockRecord, Metric, alert_level_for
@@ -144,8 +144,24 @@ def evaluate(tenant: Tenant, totals: Mapping[str, Totals], now: datetime) -> lis
     return findings
 
 
+_NOTICE_AT: dict[tuple[int, Decimal], int] = {}
+
+
+def _notice_at(limit: int, notice: Decimal) -> int:
+    """The smallest usage at the notice level: below it a rule is OK without the Decimal comparisons."""
+    key = (limit, notice)
+    found = _NOTICE_AT.get(key)
+    if found is None:
+        if len(_NOTICE_AT) > 10_000:
+            _NOTICE_AT.clear()
+        found = _NOTICE_AT[key] = int((notice * limit).to_integral_value(rounding=ROUND_CEILING))
+    return found
+
+
 def _quota_findings(tenant: Tenant, rule: QuotaRule, total: Totals, now: datetime) -> list[Finding]:
     used = total.value(rule.metric)
+    if rule.limit > 0 and used < _notice_at(rule.limit, tenant.thresholds.notice):
+        return []
     decision = alert_level_for(used, rule.limit, tenant.thresholds)
     if decision.level is AlertLevel.OK:
         return []

@@ -106,3 +106,18 @@ def test_read_windows_cover_quotas_spike_and_projection() -> None:
     names = {w.name for w in read_windows(premium())}
     assert names == {"5m", "hour", "month", "1m"}
     assert [w.name for w in READ_PREVIOUS] == ["hour"]
+
+
+def test_the_quick_notice_check_agrees_with_alert_level_for() -> None:
+    from decimal import Decimal
+
+    from shared.decisions import AlertLevel, Thresholds, alert_level_for
+
+    for notice in (Decimal("0.5"), Decimal("0.33"), Decimal("0.123456789")):
+        thresholds = Thresholds(notice=notice)
+        for limit in (1, 3, 7, 1000, 999_999_937):
+            tenant = premium(quotas=(QuotaRule(DAY, Metric.TOKENS, limit),), thresholds=thresholds)
+            for used in {0, 1, limit // 3, limit // 2, (limit + 1) // 2, int(notice * limit), int(notice * limit) + 1}:
+                expected = alert_level_for(used, limit, thresholds).level is not AlertLevel.OK
+                found = any(f.alert for f in evaluate(tenant, {"day": Totals(input_tokens=used)}, NOW))
+                assert found == expected, (notice, limit, used)
