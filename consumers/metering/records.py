@@ -28,6 +28,7 @@ from google.protobuf.message import DecodeError
 from shared.ports import QuarantinedRecord, StreamPosition
 
 _DIGEST_SIZE: Final = 16
+MAX_SEQUENCE_DIGITS: Final = 64
 
 
 class Reason:
@@ -90,6 +91,11 @@ def split_records(records: Iterable[Mapping[str, Any]]) -> Split:
         seq = kinesis.get("sequenceNumber")
         if not isinstance(seq, str) or not seq.isdigit():
             bad.append(_bad_lambda_record(record, shard, "", "missing or non-numeric sequenceNumber"))
+            continue
+        if len(seq) > MAX_SEQUENCE_DIGITS:  # Kinesis issues 56; high-water marks hold 64 (fixed width)
+            bad.append(
+                _bad_lambda_record(record, shard, "", f"sequenceNumber longer than {MAX_SEQUENCE_DIGITS} digits")
+            )
             continue
         item_ids.append(seq)
         pk = kinesis.get("partitionKey")

@@ -78,6 +78,7 @@ from shared.windows import (
     parse_bucket_id,
 )
 
+POSITION_WIDTH: Final = 74  # StreamPosition.padded: 64-digit sequence + 10-digit sub-sequence
 RING_SLOTS: Final = 64  # sliding windows may be at most this many minutes long
 RING_TTL_S: Final = 3 * 3600
 INDEX_TTL_S: Final = 40 * 86400
@@ -134,8 +135,8 @@ end
 # KEYS: 1 hwm, 2 ring, 3 reservations, then bucket and event-id keys (by index).
 # ARGV: 1 horizon_s, 2 hwm_ttl_s, 3 ring_ttl_s;
 #   nstreams, stream fields*;
-#   ngroups, then per group (one event-id set): key index, nevents, then per event: stream index, position,
-#     digest, expected dup (0/1);
+#   ngroups, then per group (one event-id set): key index, nevents, and four fixed-width blobs holding per event
+#     its stream index, position, digest and expected dup flag (0/1);
 #   nbuckets, then per bucket: key index, ttl, nfields, (field, increment)*;
 #   nring, then per minute: minute, i, o, r, w, n, c;
 #   nsettle, reservation ids*; then reads.
@@ -158,21 +159,26 @@ local ngroups = tonumber(ARGV[i]); i = i + 1
 local flags, batch, adds = {}, {}, {}
 local mismatch = false
 for g = 1, ngroups do
-  local ek = KEYS[tonumber(ARGV[i])]; local n = tonumber(ARGV[i+1]); i = i + 2
+  -- per group: key index, n, then four fixed-width blobs: stream indexes (3 digits), positions (74 chars),
+  -- digests (12 bytes), expected flags (1 char)
+  local ek = KEYS[tonumber(ARGV[i])]; local n = tonumber(ARGV[i+1])
+  local sblob, pblob, dblob, fblob = ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5]
+  i = i + 6
   local digests = {}
-  for e = 1, n do digests[e] = ARGV[i + (e-1)*4 + 2] end
+  for e = 1, n do digests[e] = string.sub(dblob, e*12 - 11, e*12) end
   local member = redis.call('SMISMEMBER', ek, unpack(digests))
   local new = {}
   for e = 1, n do
-    local si, pos, dg, exp = tonumber(ARGV[i]), ARGV[i+1], ARGV[i+2], ARGV[i+3]
-    i = i + 4
+    local si = tonumber(string.sub(sblob, e*3 - 2, e*3))
+    local pos = string.sub(pblob, e*74 - 73, e*74)
+    local dg = digests[e]
     local s = stored[si]
     local dup = '0'
     if (s and pos <= s) or batch[dg] or member[e] == 1 then dup = '1' else new[#new+1] = dg end
     batch[dg] = true
     if (not best[si]) or pos > best[si] then best[si] = pos end
     flags[#flags+1] = dup
-    if dup ~= exp then mismatch = true end
+    if dup ~= string.sub(fblob, e, e) then mismatch = true end
   end
   if #new > 0 then adds[#adds+1] = {ek, new} end
 end
@@ -534,28 +540,31 @@ class RedisStore:
             sk = e.position.stream_key
             if sk not in streams:
                 streams[sk] = len(streams) + 1
+                if len(streams) > 999:  # the script's stream index is three digits
+                    raise ValueError("more than 999 (shard, partition key) streams for one tenant in one batch")
+            if len(e.position.padded) != POSITION_WIDTH:
+                raise ValueError(f"sequence number longer than 64 digits: {e.position.sequence_number[:20]}...")
             hour = minute_ids(e.minute)[1]
-            group = groups.get(hour)
-            if group is None:
+            members = groups.get(hour)
+            if members is None:
                 groups[hour] = [n]
             else:
-                group.append(n)
+                members.append(n)
         args: list[Any] = [_seconds(horizon), _seconds(HWM_RETENTION), RING_TTL_S, len(streams), *streams]
         args.append(len(groups))
         order: list[int] = []
         events = batch.events
-        for hour, members in groups.items():
-            args += [keys.index(f"{tk}:ev:{hour}"), len(members)]
-            for n in members:
-                e = events[n]
-                p = e.position
-                args += [
-                    streams[p.stream_key],
-                    p.padded,
-                    event_digest(e.event_id),
-                    "1" if dups[n] else "0",
-                ]
-            order += members
+        for hour, indexes in groups.items():
+            group = [events[n] for n in indexes]
+            args += [
+                keys.index(f"{tk}:ev:{hour}"),
+                len(indexes),
+                "".join(f"{streams[e.position.stream_key]:03d}" for e in group),
+                "".join(e.position.padded for e in group),
+                b"".join(event_digest(e.event_id) for e in group),
+                "".join("1" if dups[n] else "0" for n in indexes),
+            ]
+            order += indexes
         new = [e for e, dup in zip(events, dups, strict=True) if not dup]
         buckets: list[Any] = []
         nbuckets = 0

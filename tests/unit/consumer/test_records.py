@@ -108,3 +108,12 @@ def test_malformed_lambda_records_are_quarantined() -> None:
     ]
     assert split.records == []
     assert split.item_ids == [no_data["kinesis"]["sequenceNumber"], bad_b64["kinesis"]["sequenceNumber"]]
+
+
+def test_a_sequence_number_wider_than_the_high_water_marks_is_quarantined() -> None:
+    shard = Shard()
+    record = shard.plain(usage())
+    record["kinesis"]["sequenceNumber"] = "9" * 65
+    split = split_records([record])
+    assert split.records == [] and [q.reason for q in split.quarantined] == [Reason.BAD_LAMBDA_RECORD]
+    assert "64 digits" in split.quarantined[0].detail["error"]
