@@ -438,6 +438,11 @@ class UsageProducer:
                 self._aggregate(item)
             queue.popleft()
             taken += 1
+            if taken % 64 == 0:
+                # Encoding holds the GIL: after a linger window hundreds of events may be waiting, and taking
+                # them in one go stalls every request thread of the process (measured: +3.5 ms gateway p99).
+                # Yield between small chunks instead.
+                time.sleep(0)
             if taken % 256 == 0:
                 self._make_room()
         if taken:
