@@ -23,10 +23,10 @@ script may touch them all; every key a script touches is passed in KEYS):
 Apply protocol (per tenant, atomic): Python aggregates the batch assuming only in-batch repeats are
 duplicates (or what this container already knows from earlier high-water marks) and sends the aggregated
 increments with the per-event dedupe facts. The script checks each event (position vs the stored high-water
-mark, SADD of its digest); if the duplicates are not the expected ones it undoes its SADDs and answers with the
-real ones, and Python re-aggregates and sends again. Otherwise it applies everything and reads back the windows
-asked for. So Redis work is one SADD per event plus a few HINCRBYs per tenant and dimension, in one round trip
-for the whole batch (pipelined).
+mark, SMISMEMBER of its digest) before writing anything; if the duplicates are not the expected ones it answers
+with the real ones, and Python re-aggregates and sends again. Otherwise it applies everything and reads back the
+windows asked for. So Redis work is one SMISMEMBER and one SADD per event-id set plus a few HINCRBYs per tenant
+and bucket, in one round trip for the whole batch (pipelined).
 
 Sums of sliding windows are done in Lua numbers (doubles): exact below 2^53, i.e. below $9,007,199 of cost per
 tenant per sliding window. Calendar counters are HINCRBY on 64-bit integers and read back as strings.
@@ -140,12 +140,11 @@ end
 #   nbuckets, then per bucket: key index, ttl, nfields, (field, increment)*;
 #   nring, then per minute: minute, i, o, r, w, n, c;
 #   nsettle, reservation ids*; then reads.
-# Counters are read, added and written back (HMGET + HSET: two calls per bucket instead of one HINCRBY per
-# field) while both sides are below 2^52, where Lua's doubles are exact; beyond that, HINCRBY.
+# Bucket counters are HINCRBY on 64-bit integers (measured ~20% faster per script here than HMGET + Lua
+# arithmetic + HSET, and exact at any size).
 _LUA_APPLY: Final = (
     _LUA_READ
     + """
-local SAFE = 4000000000000000
 local hwm, ring = KEYS[1], KEYS[2]
 local i = 4
 local nst = tonumber(ARGV[i]); i = i + 1
@@ -198,20 +197,7 @@ end
 local nb = tonumber(ARGV[i]); i = i + 1
 for b = 1, nb do
   local key = KEYS[tonumber(ARGV[i])]; local ttl = ARGV[i+1]; local nf = tonumber(ARGV[i+2]); i = i + 3
-  local names, incs = {}, {}
-  for f = 1, nf do names[f] = ARGV[i]; incs[f] = ARGV[i+1]; i = i + 2 end
-  local cur = redis.call('HMGET', key, unpack(names))
-  local set = {}
-  for f = 1, nf do
-    local c = tonumber(cur[f]) or 0
-    local d = tonumber(incs[f])
-    if c < SAFE and d < SAFE then
-      set[#set+1] = names[f]; set[#set+1] = string.format('%d', c + d)
-    else
-      redis.call('HINCRBY', key, names[f], incs[f])
-    end
-  end
-  if #set > 0 then redis.call('HSET', key, unpack(set)) end
+  for f = 1, nf do redis.call('HINCRBY', key, ARGV[i], ARGV[i+1]); i = i + 2 end
   redis.call('EXPIRE', key, ttl)
 end
 local nr = tonumber(ARGV[i]); i = i + 1
