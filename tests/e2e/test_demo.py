@@ -34,7 +34,7 @@ def test_headless_demo_reconciles_cuts_off_the_overspender_and_pages() -> None:
         timeout=240,
         check=False,
     )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{\"emitted\"")]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith('{"emitted"')]
     assert lines, f"no JSON result line\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     result = json.loads(lines[-1])
     # THEN every emitted event was metered once, every poison record quarantined, and money matches to the nano
