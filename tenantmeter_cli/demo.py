@@ -95,6 +95,7 @@ class Observed:
     alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=14))
     alert_counts: dict[str, int] = field(default_factory=dict)
     critical_alert_tenants: set[str] = field(default_factory=set)
+    alerted_tenants: set[str] = field(default_factory=set)
     metered_events: int = 0
     events_per_s: float = 0.0
     lag_s: float = 0.0
@@ -360,6 +361,7 @@ class Demo:
                 line["severity"] = severity
                 self.observed.alerts.appendleft(line)
                 self.observed.alert_counts[severity] = self.observed.alert_counts.get(severity, 0) + 1
+                self.observed.alerted_tenants.add(line["tenant"])
                 if severity == "critical":
                     self.observed.critical_alert_tenants.add(line["tenant"])
                 if self.options.headless:
@@ -547,10 +549,12 @@ class Demo:
                 problems.append(f"{tenant.tenant_id} was never denied (429) at its hard quota")
             if tenant.profile is Profile.RUNAWAY and tenant.tenant_id not in self.observed.blocked:
                 problems.append(f"{tenant.tenant_id} should have been cut off by its hard quota")
-            if tenant.profile in (Profile.OVERSPEND, Profile.RUNAWAY) and (
-                tenant.tenant_id not in self.observed.critical_alert_tenants
-            ):
+            if tenant.profile is Profile.RUNAWAY and tenant.tenant_id not in self.observed.critical_alert_tenants:
                 problems.append(f"{tenant.tenant_id} got no critical alert")
+            # Reserved admission refuses a request once its worst-case cost no longer fits, which can be just
+            # under the critical threshold: the overspender must have been warned, not necessarily paged.
+            if tenant.profile is Profile.OVERSPEND and tenant.tenant_id not in self.observed.alerted_tenants:
+                problems.append(f"{tenant.tenant_id} got no alert")
         if self.observed.http_status.get(-1):
             problems.append(f"{self.observed.http_status[-1]} requests failed in the client")
         result["ok"] = not problems

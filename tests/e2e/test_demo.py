@@ -45,11 +45,11 @@ def test_headless_demo_reconciles_cuts_off_the_overspender_and_pages() -> None:
     assert result["quarantined"] == result["poison_sent"] > 0
     assert result["ledger_cost_usd"] == result["store_cost_usd"]
     # AND the gateway tenant racing at its hard quota was refused (429s) by reserved admission, while the SDK
-    # tenant that ran past its quota was cut off by a block record; both paged critical
+    # tenant that ran past its quota was cut off by a block record and paged critical
     assert result["denied_by_tenant"].get("overspend-ltd", 0) > 0
     assert "runaway-app" in result["blocked_tenants"]
     assert result["denied_by_tenant"].get("runaway-app", 0) > 0
-    assert result["critical_alerts"] >= 2
+    assert result["critical_alerts"] >= 1
 
 
 def test_bad_flags_get_a_clear_error_not_a_traceback() -> None:
