@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
-import tempfile
 import threading
 import time
 from collections import deque
@@ -22,10 +20,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path as FsPath
 from typing import Any
-
-import tomli_w
 
 from shared.decisions import AlertLevel, Metric, alert_level_for
 from shared.money import format_usd, nanos_to_usd
@@ -46,9 +41,10 @@ from tenantmeter_cli.demo_plan import (
     poison_record,
     registry_document,
 )
-from tenantmeter_cli.local.esm import EventSourceMappingRunner, MappingConfig
+from tenantmeter_cli.local.esm import MappingConfig
 from tenantmeter_cli.local.fake_bedrock import FakeBedrockServer
-from tenantmeter_cli.local.stack import AwsResources, LocalAws, LocalRedis, drain_feed
+from tenantmeter_cli.local.pipeline import LocalPipeline
+from tenantmeter_cli.local.stack import AwsResources, drain_feed
 
 # Denied and throttled calls are emitted as usage events too, but carry no usage and count as no request (a
 # blocked tenant's refused calls must not keep its request-rate quota exhausted), so the store's request
@@ -117,80 +113,25 @@ class Demo:
     # --- setup -----------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        opts = self.options
-        self.say(f"starting the local stack: moto server, Redis, gateway, consumer ({opts.shards} shards)")
-        self.aws = LocalAws(shards=opts.shards)
-        self.resources: AwsResources = self.aws.start()
-        self._stack.callback(self.aws.stop)
-        os.environ.update(self.aws.env())
-        self.redis = LocalRedis()
-        self.redis_url = self.redis.start()
-        self._stack.callback(self.redis.stop)
-        workdir = FsPath(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="tenantmeter-demo-")))
-        registry_text = tomli_w.dumps(registry_document(self.plan))
-        (workdir / "tenants.toml").write_text(registry_text)
-        # The consumer reads the registry from S3, as it does in AWS.
-        self.aws.client("s3").put_object(
-            Bucket=self.resources.config_bucket, Key="tenants.toml", Body=registry_text.encode()
-        )
-        os.environ.update(self.component_env())
-        self.start_consumer()
-        self.start_producers(workdir / "tenants.toml")
-
-    def component_env(self) -> dict[str, str]:
-        r = self.resources
-        return {
-            "TM_STORE_BACKEND": "redis",
-            "TM_REDIS_URL": self.redis_url,
-            "TM_TENANT_CONFIG": f"s3://{r.config_bucket}/tenants.toml",
-            "TM_QUARANTINE_URL": r.quarantine_queue_url,
-            "TM_ALERT_TOPIC_INFO_ARN": r.topic_arns["info"],
-            "TM_ALERT_TOPIC_WARNING_ARN": r.topic_arns["warning"],
-            "TM_ALERT_TOPIC_CRITICAL_ARN": r.topic_arns["critical"],
-            "TM_STREAM_NAME": r.stream_name,
-            "TM_MODEL_BACKEND": "simulated",
-            "POWERTOOLS_SERVICE_NAME": "tenantmeter-demo",
-            "POWERTOOLS_METRICS_NAMESPACE": "tenantmeter",
-            # Keep the terminal for the live view: no per-invocation EMF blobs or INFO logs on stdout.
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "LOG_LEVEL": "ERROR",
-            "POWERTOOLS_LOG_LEVEL": "ERROR",
-        }
-
-    def start_consumer(self) -> None:
-        from consumers.metering.handler import lambda_handler
-
-        self.runner = EventSourceMappingRunner(
-            lambda_handler,
-            kinesis=self.aws.client("kinesis"),
-            stream_name=self.resources.stream_name,
-            sqs=self.aws.client("sqs"),
-            failure_queue_url=self.resources.failure_queue_url,
-            config=MappingConfig(batch_size=500, batching_window_s=0.5, max_retry_attempts=5),
-        )
-        self.runner.start()
-        self._stack.callback(self.runner.stop, drain=False)
-
-    def start_producers(self, registry_path: FsPath) -> None:
         import boto3
         from botocore.config import Config
 
-        from producers.gateway.bootstrap import bootstrap as gateway_bootstrap
-        from producers.gateway.server import start_local_server
-        from producers.gateway.settings import Settings as GatewaySettings
-        from producers.sdk import QuotaChecker, UsageProducer, instrument
-        from shared.adapters.stores import build_store
+        from producers.sdk import QuotaChecker, instrument
 
-        self.store = build_store("redis", redis_url=self.redis_url, dynamodb_table=None)
-        self.producer = UsageProducer(self.resources.stream_name, kinesis_client=self.aws.client("kinesis"))
-        self._stack.callback(self.producer.close)
-        settings = GatewaySettings.from_env({**os.environ, "TM_TENANT_CONFIG": str(registry_path)})
-        app = gateway_bootstrap(
-            settings, quota_state=self.store, usage_reader=self.store, sink=self.producer, metrics=_NoMetrics()
+        opts = self.options
+        self.say(f"starting the local stack: moto server, Redis, gateway, consumer ({opts.shards} shards)")
+        self.pipeline = LocalPipeline(
+            registry_document(self.plan), shards=opts.shards, registry_in_s3=True, service="demo"
         )
-        self.gateway = start_local_server(app)
-        self._stack.callback(self.gateway.shutdown)
-        self.bedrock = FakeBedrockServer(throttle_rate=0.01, seed=self.options.seed).start()
+        self._stack.enter_context(self.pipeline)
+        self.resources: AwsResources = self.pipeline.resources
+        self.store = self.pipeline.store
+        self.runner = self.pipeline.start_consumer(
+            MappingConfig(batch_size=500, batching_window_s=0.5, max_retry_attempts=5)
+        )
+        self.producer = self.pipeline.producer()
+        self.gateway = self.pipeline.start_gateway(self.producer)
+        self.bedrock = FakeBedrockServer(throttle_rate=0.01, seed=opts.seed).start()
         self._stack.callback(self.bedrock.stop)
         # Apps calling Bedrock directly honour the cut-off through the SDK's quota check.
         quota = QuotaChecker(self.store)
@@ -331,7 +272,7 @@ class Demo:
     def inject_poison(self) -> None:
         """Bad records straight onto the stream, as a buggy producer would write them: the consumer must
         quarantine each with its reason and keep going."""
-        kinesis = self.aws.client("kinesis")
+        kinesis = self.pipeline.client("kinesis")
         for kind in POISON_KINDS:
             for _ in range(self.options.poison_per_kind):
                 self.poison_sent += 1
@@ -442,8 +383,8 @@ class Demo:
 
         with self._stack:
             self.start()
-            self.registry = registry_file.load_registry(os.environ["TM_TENANT_CONFIG"])
-            self.sqs = self.aws.client("sqs")
+            self.registry = registry_file.load_registry(self.pipeline.registry_source)
+            self.sqs = self.pipeline.client("sqs")
             now = datetime.now(UTC)
             self.baseline_requests = sum(
                 self.store.window_totals(t.tenant_id, [MONTH], now)[MONTH.name].requests for t in self.plan
@@ -586,13 +527,6 @@ class Demo:
             self.say("reconciled: 0 lost, 0 double-counted" if not problems else "reconciliation FAILED")
         print(json.dumps(result), flush=True)
         return EXIT_OK if not problems else EXIT_CHECK_FAILED
-
-
-class _NoMetrics:
-    """The demo shows its own figures; the gateway's EMF documents would only scroll the live view away."""
-
-    def record(self, metrics: Any) -> None:
-        return None
 
 
 @contextlib.contextmanager
