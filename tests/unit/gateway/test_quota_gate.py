@@ -94,6 +94,32 @@ def test_the_gateway_enters_reserve_mode_on_its_own_view_at_the_warning_level(gw
     assert [bool(e.reservation_id) for e in gw.sink.events] == [False, True]
 
 
+def test_a_fast_spender_enters_reserve_mode_before_metering_catches_up(gw: Gateway) -> None:
+    # GIVEN tight ($1 hard month quota) metered at 79.9%, just under the reserve level, and a burst of calls that
+    # metering has not counted yet (nothing is metered during the test)
+    FakeConsumer(gw.store).add_cost("tight", ONE_USD * 799 // 1000, gw.clock[0])
+    # WHEN calls keep coming within the unmetered window
+    statuses = [tight(gw).status for _ in range(400)]
+    # THEN the first go unreserved until the gate's own count reaches the reserve level, all later ones are
+    # reserved, and what was admitted never exceeds the quota although nothing was metered (worst case: each
+    # call spent its maximum)
+    reserved = [bool(e.reservation_id) for e in gw.sink.events if e.outcome is Outcome.SUCCESS]
+    admitted = statuses.count(200)
+    assert reserved[:2] == [False, False] and all(reserved[2:]) and len(reserved) > 2
+    assert ONE_USD * 799 // 1000 + admitted * MAX_COST_NANOS <= ONE_USD
+    assert statuses[-1] == 429
+
+
+def test_unreserved_admissions_stop_counting_once_metering_has_had_time(gw: Gateway) -> None:
+    FakeConsumer(gw.store).add_cost("tight", ONE_USD * 799 // 1000, gw.clock[0])
+    assert tight(gw).status == 200
+    assert gw.app.gate.unmetered("tight") == MAX_COST_NANOS
+    gw.ticker.value += 3.5  # past the unmetered window: metering is assumed to have counted it
+    assert gw.app.gate.unmetered("tight") == 0
+    tight(gw)
+    assert [bool(e.reservation_id) for e in gw.sink.events] == [False, False]
+
+
 def test_reservations_are_atomic_against_what_is_left(gw: Gateway) -> None:
     # GIVEN $0.002 left of tight's $1 quota: room for two maximum-cost reservations of $0.000896, not three
     FakeConsumer(gw.store).add_cost("tight", ONE_USD - 2_000_000, gw.clock[0])
