@@ -270,4 +270,6 @@ def decode_event(data: bytes | str) -> UsageEvent:
         obj = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SchemaError("event", f"not valid JSON: {exc}") from None
+    except RecursionError:  # a few KB of nested brackets: not an event, and must not crash the caller
+        raise SchemaError("event", "not valid JSON: nested too deeply") from None
     return event_from_dict(obj)

@@ -46,6 +46,10 @@ class Context:
         table = self.args.table or os.environ.get("TM_DYNAMODB_TABLE") or None
         if backend == "redis" and not redis_url:
             raise CliError("the redis store needs --redis-url or TM_REDIS_URL")
+        if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise CliError(
+                f"--redis-url / TM_REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}"
+            )
         if backend == "dynamodb" and not table:
             raise CliError("the dynamodb store needs --table or TM_DYNAMODB_TABLE")
         return build_store(backend, redis_url=redis_url, dynamodb_table=table)
@@ -101,6 +105,9 @@ def now_utc() -> datetime:
 def parse_duration(text: str) -> timedelta:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:
-        return timedelta(seconds=float(text[:-1]) * units[text[-1]])
-    except (KeyError, ValueError, IndexError):
-        raise argparse.ArgumentTypeError(f"a duration like 90s, 15m, 2h or 1d, got {text!r}") from None
+        value = float(text[:-1]) * units[text[-1]]
+        if not 0 < value <= 366 * 86400:
+            raise ValueError(text)
+        return timedelta(seconds=value)
+    except (KeyError, ValueError, IndexError, OverflowError):
+        raise argparse.ArgumentTypeError(f"a duration up to a year, like 90s, 15m, 2h or 1d, got {text!r}") from None

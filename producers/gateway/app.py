@@ -78,6 +78,15 @@ MAX_API_KEY_LEN: Final = 256
 STREAM_ESTIMATE: Final = "gateway:stream_cut_utf8_bytes_div_4"
 
 
+def _is_utf8(text: str) -> bool:
+    """False for strings with lone surrogates (JSON can smuggle them in as escapes): they cannot be encoded."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -236,7 +245,7 @@ class GatewayApp:
                 "send the API key as 'Authorization: Bearer <key>' or 'x-api-key'",
                 headers=challenge,
             )
-        tenant = self.tenants.authenticate(key) if len(key) <= MAX_API_KEY_LEN else None
+        tenant = self.tenants.authenticate(key) if len(key) <= MAX_API_KEY_LEN and _is_utf8(key) else None
         if tenant is None:
             raise ApiError(401, "invalid_api_key", "invalid API key", headers=challenge)
         return tenant

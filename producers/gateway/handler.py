@@ -23,6 +23,7 @@ from producers.gateway.app import GatewayApp
 from producers.gateway.bootstrap import bootstrap
 from producers.gateway.protocol import ApiError, HttpRequest, HttpResponse
 from producers.gateway.settings import Settings
+from shared.errors import TenantmeterError
 
 logger = Logger(service="tenantmeter-gateway")
 
@@ -51,7 +52,7 @@ def request_from_event(event: dict[str, Any]) -> HttpRequest:
         except (binascii.Error, ValueError):
             raise ApiError(400, "invalid_request", "body is not valid base64", field="body") from None
     else:
-        body = raw.encode()
+        body = raw.encode("utf-8", "surrogatepass")  # lone surrogates become invalid UTF-8: a 400, not a crash
     headers = {key.lower(): value for key, value in (proxy.headers or {}).items()}
     request_id = str((event.get("requestContext") or {}).get("requestId") or "")
     return HttpRequest(proxy.http_method, proxy.path, headers, body, request_id[:128])
@@ -85,7 +86,13 @@ def _flush(app: GatewayApp) -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    app = get_app()
+    try:
+        app = get_app()
+    except TenantmeterError as exc:  # a bad setting or tenant registry: say so in the log, answer in JSON
+        logger.error("gateway misconfigured", extra={"error": str(exc)})
+        return proxy_response(
+            ApiError(503, "misconfigured", "the gateway is misconfigured; its log names the setting").to_response()
+        )
     try:
         request = request_from_event(event)
     except ApiError as exc:

@@ -64,6 +64,8 @@ def load_json_object(body: bytes) -> dict[str, Any]:
         raise bad_request("body", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except ValueError as exc:
         raise bad_request("body", str(exc)) from None
+    except RecursionError:
+        raise bad_request("body", "JSON nested too deeply") from None
     if not isinstance(obj, dict):
         raise bad_request("body", f"must be a JSON object, got {_kind(obj)}")
     return obj
@@ -96,7 +98,15 @@ def _string(value: object, name: str, *, max_len: int = 512, allow_empty: bool =
         raise bad_request(name, "must not be empty")
     if len(value) > max_len:
         raise bad_request(name, f"longer than {max_len} characters")
+    _check_unicode(value, name)
     return value
+
+
+def _check_unicode(value: str, name: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request(name, "invalid Unicode (a lone surrogate escape)") from None
 
 
 def _number(value: object, name: str, low: float, high: float) -> float | None:
@@ -149,6 +159,7 @@ def _content_text(content: object, name: str) -> str:
     """A message's text: a string, or a list of text blocks in Bedrock (``{"text"}``) or OpenAI
     (``{"type": "text", "text"}``) form. Images, documents and tool blocks are not supported."""
     if isinstance(content, str):
+        _check_unicode(content, name)
         return content
     if not isinstance(content, list) or not content:
         raise bad_request(name, "must be a string or a non-empty list of text blocks")

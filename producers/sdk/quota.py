@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from typing import Final, Protocol
 
 from shared.decisions import Admission, AdmissionKind, decide_admission
-from shared.errors import StoreUnavailableError
 from shared.ports import QuotaStatus
 
 logger = logging.getLogger(__name__)
@@ -109,8 +108,8 @@ class QuotaChecker:
         status: QuotaStatus | None
         try:
             status = self._store.quota_status(tenant_id, now)
-        except StoreUnavailableError as exc:
-            logger.warning("quota store unavailable for tenant %s: %s", tenant_id, exc)
+        except Exception as exc:  # StoreUnavailableError, or a client's own (redis, botocore): fail as configured
+            logger.warning("quota store unavailable for tenant %s: %s", tenant_id, type(exc).__name__)
             status = None
         if self._ttl_s > 0:
             with self._lock:

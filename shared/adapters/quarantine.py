@@ -14,7 +14,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from shared.ports import QuarantinedRecord, QuarantineSink
 from shared.schema import format_timestamp
@@ -70,23 +70,43 @@ class SqsQuarantine:
 
     def quarantine(self, records: Sequence[QuarantinedRecord]) -> None:
         failed: list[str] = []
-        for start in range(0, len(records), 10):
-            chunk = records[start : start + 10]
+        for chunk in _sqs_batches(records):
             entries: list[Any] = [
                 {
                     "Id": str(i),
-                    "MessageBody": json.dumps(record_document(r, max_data=SQS_MAX_DATA), separators=(",", ":")),
+                    "MessageBody": body,
                     "MessageAttributes": {
                         "reason": {"DataType": "String", "StringValue": r.reason},
                         "record": {"DataType": "String", "StringValue": record_name(r)},
                     },
                 }
-                for i, r in enumerate(chunk)
+                for i, (r, body) in enumerate(chunk)
             ]
             answer = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
-            failed.extend(f"{chunk[int(f['Id'])].sequence_number}: {f.get('Code')}" for f in answer.get("Failed", []))
+            failed.extend(
+                f"{chunk[int(f['Id'])][0].sequence_number}: {f.get('Code')}" for f in answer.get("Failed", [])
+            )
         if failed:
             raise QuarantineError(f"{len(failed)} quarantined records not sent to SQS: {'; '.join(failed[:5])}")
+
+
+# SendMessageBatch caps the SUM of a batch's messages at the single-message limit (256 KiB), as well as 10
+# entries: batches are cut by both, with room left for the attributes.
+SQS_BATCH_BYTES: Final = 256 * 1024 - 8 * 1024
+
+
+def _sqs_batches(records: Sequence[QuarantinedRecord]) -> list[list[tuple[QuarantinedRecord, str]]]:
+    batches: list[list[tuple[QuarantinedRecord, str]]] = []
+    size = 0
+    for record in records:
+        body = json.dumps(record_document(record, max_data=SQS_MAX_DATA), separators=(",", ":"))
+        cost = len(body.encode()) + 512  # the body plus its two attributes, generously
+        if not batches or len(batches[-1]) == 10 or size + cost > SQS_BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append((record, body))
+        size += cost
+    return batches
 
 
 class S3Quarantine:

@@ -223,9 +223,11 @@ class EventSourceMappingRunner:
         return failed
 
     def deliver(self, shard_id: str, batch: list[dict[str, Any]]) -> int:
-        """Deliver ``batch`` until every record is done or sent to the failure destination. Returns len(batch)
-        (the shard always moves on eventually, as Lambda's does with bounded retries)."""
-        self._deliver(shard_id, batch, attempt=0)
+        """Deliver ``batch`` until every record is done or sent to the failure destination, and return how many
+        records the shard moves past: len(batch), or 0 when stopping interrupted the retries (the records stay
+        pending, as a real mapping would retry them from its checkpoint after a restart)."""
+        if not self._deliver(shard_id, batch, attempt=0):
+            return 0
         with self._lock:
             self.stats.records_done += len(batch)
             self.stats.per_shard_done[shard_id] = self.stats.per_shard_done.get(shard_id, 0) + len(batch)
@@ -233,14 +235,14 @@ class EventSourceMappingRunner:
             self.stats.oldest_arrival_lag_s = max(0.0, self.clock() - min(arrivals))
         return len(batch)
 
-    def _deliver(self, shard_id: str, batch: list[dict[str, Any]], attempt: int) -> None:
+    def _deliver(self, shard_id: str, batch: list[dict[str, Any]], attempt: int) -> bool:
+        """False if stopping interrupted the retries before every record was done."""
         while batch:
             if self.stopping and attempt > 0:
-                # Shutting down mid-retry: leave it (a real mapping would retry after restart from checkpoint).
-                return
+                return False
             failed = self.invoke(batch)
             if failed == []:
-                return
+                return True
             if failed:
                 # Checkpoint before the lowest failed sequence number; redeliver it and everything after.
                 seqs = [r["kinesis"]["sequenceNumber"] for r in batch]
@@ -249,18 +251,16 @@ class EventSourceMappingRunner:
             attempt += 1
             too_old = self._oldest_age(batch) > self.config.max_record_age_s
             if attempt > self.config.max_retry_attempts or too_old:
-                self._send_to_failure_destination(
-                    shard_id, batch, attempt, "RetryAttemptsExhausted" if not too_old else "RecordAgeExceeded"
-                )
-                return
+                condition = "RecordAgeExceeded" if too_old else "RetryAttemptsExhausted"
+                self._send_to_failure_destination(shard_id, batch, attempt, condition)
+                return True
             if failed is None and self.config.bisect_on_error and len(batch) > 1:
                 with self._lock:
                     self.stats.bisections += 1
                 mid = len(batch) // 2
-                self._deliver(shard_id, batch[:mid], attempt)
-                self._deliver(shard_id, batch[mid:], attempt)
-                return
+                return self._deliver(shard_id, batch[:mid], attempt) and self._deliver(shard_id, batch[mid:], attempt)
             time.sleep(min(0.05 * attempt, 0.5))
+        return True
 
     def _oldest_age(self, batch: Sequence[dict[str, Any]]) -> float:
         oldest: float = min(r["kinesis"]["approximateArrivalTimestamp"] for r in batch)

@@ -177,3 +177,23 @@ def test_every_poison_kind_is_really_bad() -> None:
             continue
         with pytest.raises(SchemaError):
             decode_event(data)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--redis-url", "foo", "usage", "acme"], "must start with redis://"),
+        (["block", "acme", "--reason", "x", "--for", "1e999h"], "a duration up to a year"),
+        (["block", "acme", "--reason", "x", "--for", "99999999999d"], "a duration up to"),
+    ],
+)
+def test_hostile_flags_are_one_line_errors(
+    registry: str, capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
+    try:
+        code = main(["--tenants", registry, *args])
+    except SystemExit as exc:  # argparse's own usage errors
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err and "Traceback" not in err

@@ -127,3 +127,25 @@ def test_importing_the_gateway_connects_to_nothing_and_starts_no_thread() -> Non
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1"]  # one thread, and neither boto3 nor redis loaded
+
+
+def test_a_misconfigured_gateway_answers_json_503_and_logs_the_setting(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a cold container whose environment lacks the stream name
+    monkeypatch.setattr(handler, "_app", None)
+    monkeypatch.delenv("TM_STREAM_NAME", raising=False)
+    monkeypatch.setenv("TM_TENANT_CONFIG", "/nonexistent/tenants.toml")
+    # WHEN a request arrives
+    result = handler.lambda_handler(proxy_event("POST", "/v1/converse", converse_body()), Context())  # type: ignore[arg-type]
+    # THEN the client gets our JSON error (not API Gateway's bare 502) and the log names what is wrong
+    assert result["statusCode"] == 503
+    assert json.loads(result["body"])["error"]["code"] == "misconfigured"
+    assert any("'TM_" in str(getattr(record, "error", "")) for record in caplog.records)
+
+
+def test_a_body_with_lone_surrogates_is_a_400(sink: FlushingSink) -> None:
+    event = proxy_event("POST", "/v1/converse", converse_body())
+    event["body"] = '{"model": "x\ud800"}'
+    result = handler.lambda_handler(event, Context())  # type: ignore[arg-type]
+    assert result["statusCode"] == 400

@@ -16,6 +16,7 @@ from producers.gateway.parsing import (
     parse_openai_chat,
 )
 from producers.gateway.protocol import ApiError
+from tests.unit.gateway.support import Gateway, body_of, converse_body
 
 # The example request from the seed (bedrock-proactive-cost-management-part2), verbatim.
 SEED_EXAMPLE: dict[str, Any] = {
@@ -193,3 +194,22 @@ def test_openai_chat_errors_name_the_field(extra: dict[str, Any], field: str) ->
 def test_openai_tool_messages_are_refused() -> None:
     body = {"model": "m", "messages": [{"role": "tool", "content": "x"}]}
     assert field_of(lambda: parse_openai_chat(body)) == "messages[0].role"
+
+
+def test_hostile_json_gets_a_400_naming_the_problem_not_a_500(gw: Gateway) -> None:
+    # GIVEN bodies a fuzzer would send: deep nesting, and a lone surrogate escape in the prompt
+    deep = gw.post("/v1/converse", b"[" * 5000 + b"]" * 5000)
+    surrogate = gw.post(
+        "/v1/converse",
+        b'{"model": "claude-3-5-haiku", "prompt": {"messages": [{"role": "user", "content": "hi \\ud800"}]}}',
+    )
+    # THEN each is a JSON 400 naming the field, and no usage event or model call happened
+    assert deep.status == 400 and "nested too deeply" in body_of(deep)["error"]["message"]
+    assert surrogate.status == 400
+    assert body_of(surrogate)["error"]["param"] == "prompt.messages[0].content"
+    assert gw.sink.events == []
+
+
+def test_an_api_key_that_is_not_valid_unicode_is_just_a_bad_key(gw: Gateway) -> None:
+    response = gw.post("/v1/converse", converse_body(), key="tm_\ud800")
+    assert response.status == 401

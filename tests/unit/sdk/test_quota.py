@@ -90,9 +90,14 @@ def test_reserved_admission_is_allowed_by_the_sdk() -> None:
     assert "near quota" in admission.reason
 
 
-def test_an_unreachable_store_fails_open_by_default_and_closed_on_request() -> None:
+@pytest.mark.parametrize(
+    "error",
+    [StoreUnavailableError("redis down"), ConnectionError("redis.exceptions.ConnectionError"), OSError("botocore")],
+)
+def test_an_unreachable_store_fails_open_by_default_and_closed_on_request(error: Exception) -> None:
+    # The real adapters raise their client's own errors (redis, botocore), not only StoreUnavailableError.
     store, clock = FakeQuotaStore(), FakeClock()
-    store.error = StoreUnavailableError("redis down")
+    store.error = error
     open_checker = _checker(store, clock)
     assert open_checker.check("acme").kind is AdmissionKind.ALLOW
     assert open_checker.is_allowed("acme")
