@@ -1,19 +1,25 @@
-"""A fast path for the common case of ``shared.schema.decode_event``: same rules, fewer allocations.
+"""A fast path for the common case of ``shared.schema.decode_event``: same rules, a C parser, fewer objects.
 
 The strict decoder costs ~17 us per event, most of it building and re-validating a UsageEvent the consumer
-only reads a few fields of. ``quick_decode`` applies the same checks to the parsed JSON directly, remembering
-strings it has already validated (tenant ids, models, regions, tag keys repeat across a batch), and answers
-``None`` whenever anything is unusual, so the caller falls back to ``decode_event`` for the exact
-``SchemaError``. It may therefore reject more than the strict decoder, never accept more: a differential
-property test (tests/unit/consumer/test_fast_decode.py) holds it to that.
+only reads a few fields of. ``QuickDecoder.decode`` parses with orjson (~1 us for an event, against ~4 us for
+``json.loads``), applies the same checks to the parsed dict directly as a few type and range tests,
+remembers strings it has already validated (tenant ids, models, regions, tag keys and values repeat across a
+batch), and answers ``None`` whenever anything is unusual, so the caller falls back to ``decode_event`` for
+the exact ``SchemaError`` naming the field. It may therefore reject more than the strict decoder, never
+accept more: a differential property test (tests/unit/consumer/test_fast_decode.py) holds it to that.
+
+Where orjson and ``json.loads`` differ, orjson is the stricter one and so only sends records to the fallback:
+it reads UTF-8 only (``json.loads`` also detects UTF-16/32), rejects lone surrogates, ``NaN`` and
+``Infinity``, and reads integers beyond 64 bits as floats (which no field here accepts). Duplicate keys:
+both keep the last value.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Final
+from datetime import UTC, datetime
+from typing import Final, NamedTuple
+
+import orjson
 
 from shared.schema import (
     EVENT_ID_RE,
@@ -55,24 +61,34 @@ _ALLOWED: Final = frozenset(
     )
 )
 _SOURCES: Final = frozenset(s.value for s in Source)
-_OUTCOMES: Final = frozenset(o.value for o in Outcome)
-_COUNTED: Final = frozenset((Outcome.SUCCESS.value, Outcome.MODEL_ERROR.value))
-_ZERO: Final = timedelta(0)
+# outcome -> counts as a request (a model call) or not (denied by the gateway, throttled by Bedrock)
+_OUTCOMES: Final = {o.value: o in (Outcome.SUCCESS, Outcome.MODEL_ERROR) for o in Outcome}
 _MEMO_LIMIT: Final = 50_000
+_EVENT_ID_MATCH: Final = EVENT_ID_RE.fullmatch
+_EMPTY: Final[dict[str, str]] = {}
 
 
-@dataclass(frozen=True, slots=True)
-class QuickEvent:
+class QuickEvent(NamedTuple):
+    """The fields the consumer reads, from an event the strict decoder would accept too."""
+
     event_id: str
     occurred_at: datetime
+    minute: int  # unix minute of occurred_at
     tenant_id: str
     model: str
     model_id: str
     region: str
-    tokens: tuple[int, int, int, int]
-    counted: bool
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    counted: bool  # a model call (success or model_error), so one request against quotas
     tags: dict[str, str]
     reservation_id: str
+
+    @property
+    def tokens(self) -> tuple[int, int, int, int]:
+        return (self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens)
 
 
 class QuickDecoder:
@@ -81,8 +97,10 @@ class QuickDecoder:
         self._models: set[str] = set()
         self._regions: set[str] = set()
         self._tag_keys: set[str] = set()
+        self._tag_values: set[str] = set()
 
-    def _remember(self, memo: set[str], value: str) -> None:
+    @staticmethod
+    def _remember(memo: set[str], value: str) -> None:
         if len(memo) >= _MEMO_LIMIT:
             memo.clear()
         memo.add(value)
@@ -91,15 +109,13 @@ class QuickDecoder:
         if len(data) > MAX_EVENT_BYTES:
             return None
         try:
-            obj = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
             return None
-        if type(obj) is not dict:
-            return None
-        v = obj.get("v")
-        if type(v) is not int or v != SCHEMA_VERSION or not obj.keys() <= _ALLOWED:
+        if type(obj) is not dict or not obj.keys() <= _ALLOWED:
             return None
         get = obj.get
+        v = get("v")
         event_id = get("event_id")
         tenant_id = get("tenant_id")
         model = get("model")
@@ -109,7 +125,9 @@ class QuickDecoder:
         source = get("source")
         outcome = get("outcome", "success")
         if (
-            type(event_id) is not str
+            type(v) is not int
+            or v != SCHEMA_VERSION
+            or type(event_id) is not str
             or type(tenant_id) is not str
             or type(model) is not str
             or type(model_id) is not str
@@ -121,67 +139,90 @@ class QuickDecoder:
             or outcome not in _OUTCOMES
         ):
             return None
-        if not 0 < len(event_id) <= MAX_ID_LEN or not EVENT_ID_RE.fullmatch(event_id):
+        if not 0 < len(event_id) <= MAX_ID_LEN or not _EVENT_ID_MATCH(event_id):
             return None
         if tenant_id not in self._tenants:
             if not 0 < len(tenant_id) <= 64 or not TENANT_ID_RE.fullmatch(tenant_id):
                 return None
             self._remember(self._tenants, tenant_id)
-        for text in (model, model_id):
-            if text not in self._models:
-                if not 0 < len(text) <= MAX_MODEL_LEN:
-                    return None
-                self._remember(self._models, text)
+        models = self._models
+        if model not in models or model_id not in models:
+            if not 0 < len(model) <= MAX_MODEL_LEN or not 0 < len(model_id) <= MAX_MODEL_LEN:
+                return None
+            self._remember(models, model)
+            self._remember(models, model_id)
         if region not in self._regions:
             if not 0 < len(region) <= 32 or not REGION_RE.fullmatch(region):
                 return None
             self._remember(self._regions, region)
-        if not (occurred.endswith("Z") or occurred.endswith("+00:00")):
+        if occurred[-1:] != "Z" and occurred[-6:] != "+00:00":
             return None
         try:
             at = datetime.fromisoformat(occurred)
         except ValueError:
             return None
-        if at.utcoffset() != _ZERO:
+        if at.tzinfo is not UTC:  # 'Z' and '+00:00' parse to the UTC singleton; anything else: the slow path
             return None
-        at = at.astimezone(UTC)
-        counts = []
-        for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
-            value = get(name, 0)
-            if type(value) is not int or not 0 <= value <= MAX_TOKENS_PER_CALL:
-                return None
-            counts.append(value)
+        i = get("input_tokens", 0)
+        o = get("output_tokens", 0)
+        r = get("cache_read_tokens", 0)
+        w = get("cache_write_tokens", 0)
         latency = get("latency_ms", 0)
-        if type(latency) is not int or not 0 <= latency <= MAX_LATENCY_MS:
+        if (
+            type(i) is not int
+            or type(o) is not int
+            or type(r) is not int
+            or type(w) is not int
+            or type(latency) is not int
+            or not 0 <= i <= MAX_TOKENS_PER_CALL
+            or not 0 <= o <= MAX_TOKENS_PER_CALL
+            or not 0 <= r <= MAX_TOKENS_PER_CALL
+            or not 0 <= w <= MAX_TOKENS_PER_CALL
+            or not 0 <= latency <= MAX_LATENCY_MS
+        ):
             return None
-        for name in ("request_id", "estimated_by"):
-            value = get(name, "")
-            if type(value) is not str or len(value) > MAX_ID_LEN:
-                return None
+        request_id = get("request_id", "")
+        estimated_by = get("estimated_by", "")
         reservation = get("reservation_id", "")
-        if type(reservation) is not str:
+        if (
+            type(request_id) is not str
+            or type(estimated_by) is not str
+            or type(reservation) is not str
+            or len(request_id) > MAX_ID_LEN
+            or len(estimated_by) > MAX_ID_LEN
+        ):
             return None
-        if reservation and (len(reservation) > MAX_ID_LEN or not EVENT_ID_RE.fullmatch(reservation)):
+        if reservation and (len(reservation) > MAX_ID_LEN or not _EVENT_ID_MATCH(reservation)):
             return None
-        tags = get("tags", {})
+        tags = get("tags", _EMPTY)
         if type(tags) is not dict or len(tags) > MAX_TAGS:
             return None
-        for key, value in tags.items():
-            if key not in self._tag_keys:
-                if not TAG_KEY_RE.fullmatch(key):
+        if tags:
+            keys, values = self._tag_keys, self._tag_values
+            for key, value in tags.items():
+                if type(value) is not str:
                     return None
-                self._remember(self._tag_keys, key)
-            if type(value) is not str or len(value) > MAX_TAG_VALUE_LEN or not value.isprintable():
-                return None
+                if key not in keys:
+                    if not TAG_KEY_RE.fullmatch(key):
+                        return None
+                    self._remember(keys, key)
+                if value not in values:
+                    if len(value) > MAX_TAG_VALUE_LEN or not value.isprintable():
+                        return None
+                    self._remember(values, value)
         return QuickEvent(
             event_id,
             at,
+            int(at.timestamp()) // 60,
             tenant_id,
             model,
             model_id,
             region,
-            (counts[0], counts[1], counts[2], counts[3]),
-            outcome in _COUNTED,
+            i,
+            o,
+            r,
+            w,
+            _OUTCOMES[outcome],
             tags,
             reservation,
         )

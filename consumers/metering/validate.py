@@ -1,29 +1,35 @@
 """Validate, attribute and price one user record: a MeteredEvent, or a QuarantinedRecord with a reason.
 
 The strict decoder (shared.schema.decode_event) names the offending field; here that becomes one of a small
-set of reason codes (metric dimension) plus the field and message in the quarantine detail. Pricing follows
-shared.pricing exactly (the one rounding rule) but caches the rate lookup per (model, alias, region, day),
-since a batch prices thousands of events of a handful of models.
+set of reason codes (metric dimension) plus the field and message in the quarantine detail. Most records take
+the fast decoder (fast_decode.py) and only the ones it turns down pay for the strict one. Pricing follows
+shared.pricing exactly (the same rates, the one rounding rule) but caches the rate lookup per (model, alias,
+region, UTC day) as integers, since a batch prices thousands of events of a handful of models and Decimal
+arithmetic per event costs more than the rest of pricing together.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Final
+from typing import Final, NamedTuple
 
 from consumers.metering.fast_decode import QuickDecoder, QuickEvent
 from consumers.metering.records import Reason, UserRecord
 from shared.errors import SchemaError
-from shared.money import usd_to_nanos
+from shared.money import NANOS_PER_USD
 from shared.ports import MeteredEvent, QuarantinedRecord
-from shared.pricing import PER_TOKENS, PriceCatalog, TokenUsage, canonical_model_id
+from shared.pricing import PER_TOKENS, PriceCatalog, Rates, TokenUsage, canonical_model_id
 from shared.schema import MAX_EVENT_BYTES, Outcome, UsageEvent, decode_event
 from shared.store_layout import APPLICATION_TAG, COST_CENTER_TAG, clean_dimension
-from shared.tenants import TenantRegistry
+from shared.tenants import Tenant, TenantRegistry
 
 _TOKEN_FIELDS: Final = frozenset({"input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"})
 _COUNTED: Final = frozenset({Outcome.SUCCESS, Outcome.MODEL_ERROR})
+# A rate in USD per 1M tokens is nano-dollars per token times 10**9 / 10**6 = 10**3: this power of ten.
+_NANO_SCALE: Final = len(str(NANOS_PER_USD // PER_TOKENS)) - 1
+_MINUTES_PER_DAY: Final = 1440
+_SECONDS_PER_DAY: Final = 86400
 
 
 def reason_for(error: SchemaError, size: int) -> str:
@@ -40,42 +46,75 @@ def reason_for(error: SchemaError, size: int) -> str:
     return Reason.INVALID_FIELD
 
 
+class PriceRate(NamedTuple):
+    """One (model, alias, region, day)'s rates as integers: ``cost`` applies them exactly as shared.pricing does."""
+
+    model: str  # the model dimension: the catalog model that priced it; an unknown model keeps its own id
+    input: int  # USD per 1M tokens, times 10**scale
+    output: int
+    cache_read: int
+    cache_write: int
+    multiply: int  # nano-dollars = sum * multiply (scale <= 3) ...
+    divide: int  # ... or sum / divide rounded half-up (scale > 3)
+    fallback: bool
+
+
+def _scaled(value: Decimal, scale: int) -> int:
+    """``value * 10**scale`` exactly (from the digits: no Decimal context, so no rounding at any size)."""
+    sign, digits, exponent = value.as_tuple()
+    magnitude: int = int("".join(map(str, digits))) * 10 ** (int(exponent) + scale)
+    return -magnitude if sign else magnitude
+
+
+def integer_rates(model: str, rates: Rates, fallback: bool) -> PriceRate:
+    """The catalog's Decimal rates as integers over one power of ten, so an event's cost is integer arithmetic:
+    exact USD = sum(tokens_k * rate_k) / 1M, so nano-dollars = sum(tokens_k * R_k) * 10**(3 - scale) where
+    R_k = rate_k * 10**scale; for scale > 3 that is a division, rounded half-up (the one rounding rule)."""
+    values = (rates.input, rates.output, rates.cache_read, rates.cache_write)
+    scale = max(0, *(-int(v.as_tuple().exponent) for v in values))  # rates are finite (the catalog checks)
+    a, b, c, d = (_scaled(v, scale) for v in values)
+    if scale <= _NANO_SCALE:
+        return PriceRate(model, a, b, c, d, 10 ** (_NANO_SCALE - scale), 0, fallback)
+    return PriceRate(model, a, b, c, d, 0, 10 ** (scale - _NANO_SCALE), fallback)
+
+
+def rate_cost(rate: PriceRate, i: int, o: int, r: int, w: int) -> int:
+    """Nano-dollars of one event: its exact cost rounded half-up to a whole nano-dollar (tokens are >= 0)."""
+    total = i * rate.input + o * rate.output + r * rate.cache_read + w * rate.cache_write
+    if rate.multiply:
+        return total * rate.multiply
+    return (2 * total + rate.divide) // (2 * rate.divide)
+
+
 class CachedPricer:
-    """``PriceCatalog.price_usage`` with the catalog lookup memoised; same rates, same rounding."""
+    """``PriceCatalog.price_usage`` with the catalog lookup memoised per (model, alias, region, UTC day) and the
+    rates turned into integers (``integer_rates``): same rates, same one rounding, no Decimal per event."""
 
     def __init__(self, catalog: PriceCatalog) -> None:
         self.catalog = catalog
-        self._cache: dict[tuple[str, str, str, date], tuple[str, tuple[Decimal, Decimal, Decimal, Decimal], bool]] = {}
+        self._cache: dict[tuple[str, str, str, int], PriceRate] = {}
 
-    def price(self, event: UsageEvent) -> tuple[str, int, bool]:
-        """(model dimension, cost in nano-dollars, priced by fallback)."""
-        return self.price_fields(
-            event.model_id,
-            event.model,
-            event.region,
-            event.occurred_at,
-            (event.input_tokens, event.output_tokens, event.cache_read_tokens, event.cache_write_tokens),
-        )
-
-    def price_fields(
-        self, model_id: str, alias: str, region: str, at: datetime, tokens: tuple[int, int, int, int]
-    ) -> tuple[str, int, bool]:
-        key = (model_id, alias, region, at.date())
+    def rate(self, model_id: str, alias: str, region: str, minute: int) -> PriceRate:
+        """The rates in force for an event of unix minute ``minute``."""
+        key = (model_id, alias, region, minute // _MINUTES_PER_DAY)
         hit = self._cache.get(key)
         if hit is None:
+            at = datetime.fromtimestamp(key[3] * _SECONDS_PER_DAY, UTC)
             priced = self.catalog.price_usage(TokenUsage(), model_id, alias=alias, region=region, at=at)
-            # The model dimension: the catalog model that priced it; an unknown model keeps its own id.
             model = canonical_model_id(model_id) if priced.fallback else priced.model_id
-            rates = priced.rates
-            per_m = (rates.input, rates.output, rates.cache_read, rates.cache_write)
-            hit = (clean_dimension(model), per_m, priced.fallback)
+            hit = integer_rates(clean_dimension(model), priced.rates, priced.fallback)
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[key] = hit
-        model, (r_in, r_out, r_cr, r_cw), fallback = hit
-        # Rates.exact_cost, inlined: the same Decimal expression, so the same one rounding (usd_to_nanos).
-        exact = (tokens[0] * r_in + tokens[1] * r_out + tokens[2] * r_cr + tokens[3] * r_cw) / PER_TOKENS
-        return model, usd_to_nanos(exact), fallback
+        return hit
+
+    def price(self, event: UsageEvent) -> tuple[str, int, bool]:
+        """(model dimension, cost in nano-dollars, priced by fallback)."""
+        rate = self.rate(event.model_id, event.model, event.region, int(event.occurred_at.timestamp()) // 60)
+        cost = rate_cost(
+            rate, event.input_tokens, event.output_tokens, event.cache_read_tokens, event.cache_write_tokens
+        )
+        return rate.model, cost, rate.fallback
 
 
 class Meter:
@@ -83,53 +122,79 @@ class Meter:
         self.tenants = tenants
         self.pricer = pricer
         self.quick = QuickDecoder()
+        self._defaults: dict[str, tuple[Tenant, str, str]] = {}  # tenant id -> (tenant, costCenter, applicationId)
+
+    def decode(self, data: bytes) -> QuickEvent | SchemaError:
+        """The event's fields (fast path, else the strict decoder), or the strict decoder's error."""
+        quick = self.quick.decode(data)
+        if quick is not None:
+            return quick
+        try:
+            event = decode_event(data)
+        except SchemaError as exc:
+            return exc
+        return QuickEvent(
+            event.event_id,
+            event.occurred_at,
+            int(event.occurred_at.timestamp()) // 60,
+            event.tenant_id,
+            event.model,
+            event.model_id,
+            event.region,
+            event.input_tokens,
+            event.output_tokens,
+            event.cache_read_tokens,
+            event.cache_write_tokens,
+            event.outcome in _COUNTED,
+            dict(event.tags),
+            event.reservation_id,
+        )
+
+    def dimensions(self, tenant: Tenant, tags: dict[str, str]) -> tuple[str, str]:
+        """(costCenter, applicationId): the event's tags, else the tenant's default tags."""
+        cost_center = tags.get(COST_CENTER_TAG)
+        application = tags.get(APPLICATION_TAG)
+        if not cost_center or not application:
+            defaults = self._defaults.get(tenant.tenant_id)
+            if defaults is None or defaults[0] is not tenant:
+                defaults = self._defaults[tenant.tenant_id] = (
+                    tenant,
+                    clean_dimension(tenant.default_tags.get(COST_CENTER_TAG, "")),
+                    clean_dimension(tenant.default_tags.get(APPLICATION_TAG, "")),
+                )
+            cost_center = cost_center or defaults[1]
+            application = application or defaults[2]
+        # Event tag values are validated printable (both decoders), so they need no cleaning.
+        return cost_center, application
 
     def meter(self, record: UserRecord) -> tuple[MeteredEvent, bool] | QuarantinedRecord:
         """(event, priced by fallback) or the record quarantined with a reason."""
-        quick = self.quick.decode(record.data)
-        if quick is None:
-            try:
-                event = decode_event(record.data)
-            except SchemaError as exc:
-                return self._quarantine(record, reason_for(exc, len(record.data)), exc.field, exc.message)
-            quick = QuickEvent(
-                event.event_id,
-                event.occurred_at,
-                event.tenant_id,
-                event.model,
-                event.model_id,
-                event.region,
-                (event.input_tokens, event.output_tokens, event.cache_read_tokens, event.cache_write_tokens),
-                event.outcome in _COUNTED,
-                dict(event.tags),
-                event.reservation_id,
-            )
+        quick = self.decode(record.data)
+        if isinstance(quick, SchemaError):
+            return self._quarantine(record, reason_for(quick, len(record.data)), quick.field, quick.message)
         tenant = self.tenants.find(quick.tenant_id)
         if tenant is None:
             return self._quarantine(record, Reason.UNKNOWN_TENANT, "tenant_id", f"unknown tenant {quick.tenant_id!r}")
-        tokens = quick.tokens
-        model, cost, fallback = self.pricer.price_fields(
-            quick.model_id, quick.model, quick.region, quick.occurred_at, tokens
-        )
-        tags = quick.tags
-        defaults = tenant.default_tags
+        rate = self.pricer.rate(quick.model_id, quick.model, quick.region, quick.minute)
+        i, o, r, w = quick.input_tokens, quick.output_tokens, quick.cache_read_tokens, quick.cache_write_tokens
+        cost_center, application = self.dimensions(tenant, quick.tags)
         metered = MeteredEvent(
-            tenant_id=quick.tenant_id,
-            event_id=quick.event_id,
-            occurred_at=quick.occurred_at,
-            position=record.position,
-            model=model,
-            cost_center=clean_dimension(tags.get(COST_CENTER_TAG) or defaults.get(COST_CENTER_TAG, "")),
-            application_id=clean_dimension(tags.get(APPLICATION_TAG) or defaults.get(APPLICATION_TAG, "")),
-            input_tokens=tokens[0],
-            output_tokens=tokens[1],
-            cache_read_tokens=tokens[2],
-            cache_write_tokens=tokens[3],
-            cost_nanos=cost,
-            reservation_id=quick.reservation_id,
-            requests=1 if quick.counted else 0,
+            quick.tenant_id,
+            quick.event_id,
+            quick.occurred_at,
+            record.position,
+            rate.model,
+            cost_center,
+            application,
+            i,
+            o,
+            r,
+            w,
+            rate_cost(rate, i, o, r, w),
+            quick.reservation_id,
+            1 if quick.counted else 0,
         )
-        return metered, fallback
+        return metered, rate.fallback
 
     @staticmethod
     def _quarantine(record: UserRecord, reason: str, field: str, message: str) -> QuarantinedRecord:

@@ -77,3 +77,36 @@ def test_quick_decode_takes_the_common_event() -> None:
     decoder = QuickDecoder()
     assert decoder.decode(json.dumps(BASE).encode()) is not None
     assert decoder.decode(b"{") is None
+
+
+def test_quick_decode_turns_down_containers_where_strings_belong() -> None:
+    # Lists and objects are unhashable: the memo lookups must not be reached with them.
+    decoder = QuickDecoder()
+    containers: tuple[object, ...] = ([], {}, ["gateway"])
+    for name in ("source", "outcome", "tenant_id", "model", "region", "event_id"):
+        for value in containers:
+            assert decoder.decode(json.dumps({**BASE, name: value}).encode()) is None, (name, value)
+    assert decoder.decode(json.dumps({**BASE, "tags": {"costCenter": ["cc"]}}).encode()) is None
+    assert decoder.decode(json.dumps({**BASE, "tags": {"costCenter": {"a": 1}}}).encode()) is None
+
+
+def test_quick_decode_sends_what_orjson_reads_differently_to_the_strict_decoder() -> None:
+    # UTF-16 (json.loads detects it), integers beyond 64 bits (orjson reads floats), lone surrogates.
+    decoder = QuickDecoder()
+    assert decoder.decode(json.dumps(BASE).encode("utf-16")) is None
+    assert decoder.decode(json.dumps({**BASE, "input_tokens": 2**64}).encode()) is None
+    assert decoder.decode(json.dumps({**BASE, "request_id": "\ud800"}).encode()) is None
+
+
+def test_quick_decode_remembers_only_what_it_validated() -> None:
+    # GIVEN a decoder that has accepted a tag value, a tenant and a model
+    decoder = QuickDecoder()
+    assert decoder.decode(json.dumps(BASE).encode()) is not None
+    # WHEN the same strings come back in a position with other rules, or near-misses arrive
+    # THEN each is checked on its own terms
+    bad_tenant = {**BASE, "tenant_id": "acme}"}
+    assert decoder.decode(json.dumps(bad_tenant).encode()) is None and strict(json.dumps(bad_tenant).encode()) is None
+    as_tag_key = {**BASE, "tags": {BASE["tenant_id"]: "x", "1bad": "y"}}
+    assert decoder.decode(json.dumps(as_tag_key).encode()) is None
+    control = {**BASE, "tags": {"costCenter": "cc\n"}}
+    assert decoder.decode(json.dumps(control).encode()) is None and strict(json.dumps(control).encode()) is None

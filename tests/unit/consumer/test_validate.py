@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
+from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumers.metering.records import Reason, split_records
-from consumers.metering.validate import CachedPricer, Meter
+from consumers.metering.validate import CachedPricer, Meter, integer_rates, rate_cost
+from shared.money import usd_to_nanos
 from shared.ports import MeteredEvent, QuarantinedRecord
-from shared.pricing import PriceCatalog, TokenUsage
-from shared.schema import MAX_EVENT_BYTES, encode_event, event_to_dict
+from shared.pricing import PriceCatalog, Rates, TokenUsage
+from shared.schema import MAX_EVENT_BYTES, MAX_TOKENS_PER_CALL, encode_event, event_to_dict
 from tests.unit.consumer.kinesis import NOW, Shard, registry, usage
 
 CATALOG = PriceCatalog.load()
@@ -108,3 +112,38 @@ def test_tenant_default_tags_fill_missing_dimensions() -> None:
     result = Meter(reg, CachedPricer(CATALOG)).meter(record)
     assert not isinstance(result, QuarantinedRecord)
     assert (result[0].cost_center, result[0].application_id) == ("cc-default", "mine")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(sorted(CATALOG.models)),
+    st.tuples(*[st.integers(min_value=0, max_value=MAX_TOKENS_PER_CALL)] * 4),
+    st.integers(min_value=-800, max_value=400),
+)
+def test_integer_pricing_agrees_with_price_usage(model: str, tokens: tuple[int, int, int, int], day: int) -> None:
+    # The cached integer rates give exactly what the Decimal catalog gives, for any counts and day.
+    at = NOW + timedelta(days=day)
+    event = usage("acme", model=model, tokens=tokens, at=at)
+    _, cost, fallback = CachedPricer(CATALOG).price(event)
+    want = CATALOG.price_usage(TokenUsage(*tokens), model, alias=event.model, region="us-east-1", at=at)
+    assert (cost, fallback) == (want.cost_nanos, want.fallback)
+
+
+@pytest.mark.parametrize(
+    ("rate", "tokens", "nanos"),
+    [
+        ("0.00875", 1, 9),  # 8.75 nano-dollars: rounds up
+        ("0.00875", 2, 18),  # 17.5: half rounds up
+        ("0.00125", 2, 3),  # 2.5: half rounds up
+        ("0.00124", 2, 2),  # 2.48: rounds down
+        ("0.0000001", 4_999, 0),  # 0.4999: rounds down
+        ("0.0000001", 5_000, 1),  # 0.5: half rounds up
+        ("3", 7, 21_000),  # scale 0: a multiplication
+        ("0.8", 1_000_000, 800_000_000),
+    ],
+)
+def test_integer_rates_round_half_up_once_per_event(rate: str, tokens: int, nanos: int) -> None:
+    rates = Rates(date(2024, 1, 1), Decimal(rate), Decimal(0), Decimal(0), Decimal(0))
+    assert rate_cost(integer_rates("m", rates, False), tokens, 0, 0, 0) == nanos
+    assert rates.exact_cost(TokenUsage(tokens)) == Decimal(rate) * tokens / 1_000_000
+    assert usd_to_nanos(rates.exact_cost(TokenUsage(tokens))) == nanos
