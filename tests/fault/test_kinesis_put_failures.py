@@ -146,7 +146,10 @@ def test_a_fifth_of_put_entries_failing_loses_nothing_and_stays_within_the_memor
     # KPL frame per open aggregate
     assert peaks["queued"] <= config.max_buffered_events
     assert peaks["buffered_bytes"] <= config.max_buffered_bytes + MAX_EVENT_BYTES + 1024
-    print(f"\nproducer peaks {peaks}, PutRecords calls {kinesis.calls}, failed entries {kinesis.failed_entries}")
+    print(
+        f"\nproducer peaks {peaks}; PutRecords calls {kinesis.calls}, entries {kinesis.entries}, failed entries "
+        f"{kinesis.failed_entries}, timed out after writing {kinesis.timeouts}; {stats}"
+    )
     # AND the stream holds every event, some of them twice (written, then resent after a timed-out reply)
     in_stream = read_stream(stack)
     assert set(in_stream) == {e.event_id for e in events}
