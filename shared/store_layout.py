@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Final
+from typing import Final, NamedTuple, Protocol
 
-from shared.ports import MeteredEvent, Totals
+from shared.ports import ApplyOutcome, MeteredEvent, StreamPosition, TenantBatch, Totals
 from shared.windows import Granularity, Window, bucket_id, bucket_start, window_bucket_starts
 
 SEP: Final = "\x1f"  # unit separator: never in a tag value (printable only) and stripped from model names
@@ -326,3 +326,114 @@ def previous_period(window: Window, now: datetime) -> datetime:
     if window.sliding:
         raise ValueError(f"only calendar windows have a previous period, not {window.name}")
     return bucket_start(window.granularity, now) - timedelta(seconds=1)
+
+
+# --- the consumer's hot path: events as flat rows ---------------------------------------------------------
+#
+# A Kinesis batch is ten thousand events: building two frozen dataclasses per event (MeteredEvent and its
+# StreamPosition) costs more than decoding it. The consumer builds one EventRow (a tuple) per event instead,
+# and hands stores that can take them (``RowWindowStore``) TenantRows; any other store gets the same events as
+# MeteredEvents through ``batch_from_rows``. Both forms carry the same facts, and the two conversions are
+# inverse (tests/unit/consumer/test_rows.py).
+
+
+class EventRow(NamedTuple):
+    """One validated, priced event: a MeteredEvent's facts, flat. Cost in nano-dollars."""
+
+    tenant_id: str
+    event_id: str
+    occurred_at: datetime
+    minute: int  # unix minute of occurred_at
+    shard_id: str
+    partition_key: str  # the Kinesis record's (for a KPL aggregate, the aggregate's): the ordering unit
+    sequence_number: str
+    sub_sequence_number: int
+    stream_key: str  # StreamPosition.stream_key
+    position: str  # StreamPosition.padded: fixed width, sorts like the stream order
+    model: str
+    cost_center: str
+    application_id: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    requests: int
+    cost_nanos: int
+    reservation_id: str
+    fallback_priced: bool  # how it was priced (logged and counted by the consumer; stores ignore it)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRows:
+    """TenantBatch with its events as rows, in stream order."""
+
+    tenant_id: str
+    rows: Sequence[EventRow]
+    read_windows: tuple[Window, ...] = ()
+    read_previous: tuple[Window, ...] = ()
+
+
+def event_from_row(row: EventRow) -> MeteredEvent:
+    return MeteredEvent(
+        row.tenant_id,
+        row.event_id,
+        row.occurred_at,
+        StreamPosition(row.shard_id, row.partition_key, row.sequence_number, row.sub_sequence_number),
+        row.model,
+        row.cost_center,
+        row.application_id,
+        row.input_tokens,
+        row.output_tokens,
+        row.cache_read_tokens,
+        row.cache_write_tokens,
+        row.cost_nanos,
+        row.reservation_id,
+        row.requests,
+    )
+
+
+def row_from_event(event: MeteredEvent, fallback_priced: bool = False) -> EventRow:
+    position = event.position
+    return EventRow(
+        event.tenant_id,
+        event.event_id,
+        event.occurred_at,
+        event.minute,
+        position.shard_id,
+        position.partition_key,
+        position.sequence_number,
+        position.sub_sequence_number,
+        position.stream_key,
+        position.padded,
+        event.model,
+        event.cost_center,
+        event.application_id,
+        event.input_tokens,
+        event.output_tokens,
+        event.cache_read_tokens,
+        event.cache_write_tokens,
+        event.requests,
+        event.cost_nanos,
+        event.reservation_id,
+        fallback_priced,
+    )
+
+
+def batch_from_rows(batch: TenantRows) -> TenantBatch:
+    return TenantBatch(
+        batch.tenant_id, tuple(event_from_row(r) for r in batch.rows), batch.read_windows, batch.read_previous
+    )
+
+
+def rows_from_batch(batch: TenantBatch) -> TenantRows:
+    return TenantRows(
+        batch.tenant_id, [row_from_event(e) for e in batch.events], batch.read_windows, batch.read_previous
+    )
+
+
+class RowWindowStore(Protocol):
+    """A WindowStore that also takes rows (RedisStore): same contract as ``WindowStore.apply_usage``."""
+
+    def apply_rows(
+        self, batches: Sequence[TenantRows], *, now: datetime, dedupe_horizon: timedelta
+    ) -> list[ApplyOutcome]: ...

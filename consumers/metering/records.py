@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 # aws-kinesis-agg's generated messages_pb2 does `import config_pb2`, which resolves only once one of its own
 # modules has put the package folder on sys.path: import the deaggregator first, as the library expects.
@@ -29,6 +29,7 @@ from shared.ports import QuarantinedRecord, StreamPosition
 
 _DIGEST_SIZE: Final = 16
 MAX_SEQUENCE_DIGITS: Final = 64
+_SUB_ZERO: Final = "0" * 10  # a plain record's sub-sequence number, as StreamPosition.padded writes it
 
 
 class Reason:
@@ -47,16 +48,28 @@ class Reason:
     INVALID_FIELD = "invalid_field"
 
 
-@dataclass(frozen=True, slots=True)
-class UserRecord:
-    """One user record (an aggregate's sub-record, or a plain Kinesis record).
-    ``item_id`` is the Kinesis record's sequence number: what batchItemFailures reports."""
+class UserRecord(NamedTuple):
+    """One user record (an aggregate's sub-record, or a plain Kinesis record). A tuple, not a dataclass: a
+    batch makes ten thousand of them. ``record_key`` is the Kinesis record's partition key (an aggregate's),
+    the unit of ordering with the shard; ``partition_key`` is the user record's own."""
 
     data: bytes
-    position: StreamPosition
-    item_id: str
+    shard_id: str
+    record_key: str
+    sequence_number: str  # what batchItemFailures reports (``item_id``)
+    sub_sequence_number: int
     partition_key: str
     arrived_at: float
+    stream_key: str  # StreamPosition.stream_key: ``shard|record key``, the high-water mark's key
+    padded: str  # StreamPosition.padded: the position as a fixed-width string that sorts like the order
+
+    @property
+    def item_id(self) -> str:
+        return self.sequence_number
+
+    @property
+    def position(self) -> StreamPosition:
+        return StreamPosition(self.shard_id, self.record_key, self.sequence_number, self.sub_sequence_number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +87,8 @@ def shard_of(record: Mapping[str, Any]) -> str:
 
 
 def _arrival(value: object) -> float:
+    if type(value) is float:
+        return value
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
@@ -83,13 +98,15 @@ def split_records(records: Iterable[Mapping[str, Any]]) -> Split:
     item_ids: list[str] = []
     oldest: float | None = None
     for record in records:
-        kinesis = record.get("kinesis") if isinstance(record, Mapping) else None
-        shard = shard_of(record) if isinstance(record, Mapping) else "unknown-shard"
-        if not isinstance(kinesis, Mapping):
+        # dict first: it short-circuits the ABC check, which alone costs more than a plain record's split
+        is_mapping = isinstance(record, (dict, Mapping))
+        kinesis = record.get("kinesis") if is_mapping else None
+        shard = shard_of(record) if is_mapping else "unknown-shard"
+        if not isinstance(kinesis, (dict, Mapping)):
             bad.append(_bad_lambda_record(record, shard, "", "record has no 'kinesis' object"))
             continue
         seq = kinesis.get("sequenceNumber")
-        if not isinstance(seq, str) or not seq.isdigit():
+        if not isinstance(seq, str) or not seq.isdigit() or not seq.isascii():
             bad.append(_bad_lambda_record(record, shard, "", "missing or non-numeric sequenceNumber"))
             continue
         if len(seq) > MAX_SEQUENCE_DIGITS:  # Kinesis issues 56; high-water marks hold 64 (fixed width)
@@ -115,7 +132,7 @@ def split_records(records: Iterable[Mapping[str, Any]]) -> Split:
             if hashlib.md5(body).digest() == digest:  # noqa: S324 - the KPL wire format's checksum
                 _split_aggregate(body, data, shard, pk, seq, arrived, out, bad)
                 continue
-        out.append(UserRecord(data, StreamPosition(shard, pk, seq, 0), seq, pk, arrived))
+        out.append(UserRecord(data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", f"{seq:0>64}{_SUB_ZERO}"))
     return Split(out, bad, item_ids, oldest)
 
 
@@ -136,6 +153,8 @@ def _split_aggregate(
         bad.append(_quarantine(raw, Reason.KPL_MALFORMED, shard, seq, None, pk, arrived, {"error": str(exc)[:200]}))
         return
     keys = list(agg.partition_key_table)
+    stream_key = f"{shard}|{pk}"
+    padded = f"{seq:0>64}"
     for sub, user in enumerate(agg.records):
         if not 0 <= user.partition_key_index < len(keys):
             bad.append(
@@ -152,7 +171,17 @@ def _split_aggregate(
             )
             continue
         out.append(
-            UserRecord(user.data, StreamPosition(shard, pk, seq, sub), seq, keys[user.partition_key_index], arrived)
+            UserRecord(
+                user.data,
+                shard,
+                pk,
+                seq,
+                sub,
+                keys[user.partition_key_index],
+                arrived,
+                stream_key,
+                f"{padded}{sub:010d}",
+            )
         )
 
 

@@ -26,14 +26,14 @@ from consumers.metering.validate import Meter
 from shared.ports import (
     AlertMarks,
     AlertPublisher,
-    MeteredEvent,
     QuarantinedRecord,
     QuarantineSink,
     QuotaState,
-    TenantBatch,
     WindowStore,
 )
-from shared.tenants import TenantRegistry
+from shared.store_layout import EventRow, RowWindowStore, TenantRows, batch_from_rows
+from shared.tenants import Tenant, TenantRegistry
+from shared.windows import Window
 
 logger = logging.getLogger(__name__)
 
@@ -107,25 +107,36 @@ class MeteringService:
         self.dedupe_horizon = dedupe_horizon
         self.log: LogSink = log or cast(LogSink, logger)
         self.marks = MarkCache()
+        self._windows: dict[str, tuple[Tenant, tuple[Window, ...]]] = {}
+        # Rows go to a store whose class takes them (RedisStore); any other store, and any wrapper around one
+        # (a wrapper forwarding by __getattr__ answers on the instance, not the class), gets MeteredEvents
+        # through the WindowStore port.
+        self._takes_rows = callable(getattr(type(store), "apply_rows", None))
 
     def process(self, records: Sequence[Mapping[str, Any]], now: datetime) -> BatchResult:
         result = BatchResult(records=len(records))
         split = split_records(records)
         result.oldest_arrival = split.oldest_arrival
         bad: list[QuarantinedRecord] = list(split.quarantined)
-        by_tenant: dict[str, list[MeteredEvent]] = {}
-        items: dict[str, set[str]] = {}
+        by_tenant: dict[str, list[EventRow]] = {}
+        items: dict[str, set[str]] = {}  # tenant -> sequence numbers of its records (for batchItemFailures)
         fallbacks: Counter[tuple[str, str]] = Counter()
+        measure = self.meter.row
         for record in split.records:
-            metered = self.meter.meter(record)
-            if isinstance(metered, QuarantinedRecord):
-                bad.append(metered)
+            row = measure(record)
+            if type(row) is not EventRow:
+                bad.append(cast(QuarantinedRecord, row))
                 continue
-            event, fallback = metered
-            if fallback:
-                fallbacks[(event.model, event.tenant_id)] += 1
-            by_tenant.setdefault(event.tenant_id, []).append(event)
-            items.setdefault(event.tenant_id, set()).add(record.item_id)
+            tenant_id = row.tenant_id
+            rows = by_tenant.get(tenant_id)
+            if rows is None:
+                by_tenant[tenant_id] = [row]
+                items[tenant_id] = {record.sequence_number}
+            else:
+                rows.append(row)
+                items[tenant_id].add(record.sequence_number)
+            if row.fallback_priced:
+                fallbacks[(row.model, tenant_id)] += 1
         for (model, tenant_id), count in fallbacks.items():  # one line per model and tenant, not per event
             result.fallback_priced += count
             self.log.warning(
@@ -143,9 +154,16 @@ class MeteringService:
 
     # --- store -------------------------------------------------------------------------------------------
 
+    def _read_windows(self, tenant_id: str) -> tuple[Window, ...]:
+        tenant = self.tenants.get(tenant_id)
+        known = self._windows.get(tenant_id)
+        if known is None or known[0] is not tenant:  # a reloaded registry may change a tenant's quotas
+            known = self._windows[tenant_id] = (tenant, read_windows(tenant))
+        return known[1]
+
     def _apply(
         self,
-        by_tenant: Mapping[str, list[MeteredEvent]],
+        by_tenant: Mapping[str, list[EventRow]],
         items: Mapping[str, set[str]],
         now: datetime,
         result: BatchResult,
@@ -153,12 +171,16 @@ class MeteringService:
     ) -> dict[str, Mapping[str, Any]]:
         if not by_tenant:
             return {}
-        batches = [
-            TenantBatch(t, tuple(events), read_windows(self.tenants.get(t)), READ_PREVIOUS)
-            for t, events in by_tenant.items()
-        ]
+        batches = [TenantRows(t, rows, self._read_windows(t), READ_PREVIOUS) for t, rows in by_tenant.items()]
         try:
-            outcomes = self.store.apply_usage(batches, now=now, dedupe_horizon=self.dedupe_horizon)
+            if self._takes_rows:
+                outcomes = cast(RowWindowStore, self.store).apply_rows(
+                    batches, now=now, dedupe_horizon=self.dedupe_horizon
+                )
+            else:
+                outcomes = self.store.apply_usage(
+                    [batch_from_rows(b) for b in batches], now=now, dedupe_horizon=self.dedupe_horizon
+                )
         except Exception:  # a store adapter should answer ok=False, but never report success for an unstored record
             self.log.error("store apply failed for the whole batch", exc_info=True)
             for ids in items.values():

@@ -1,4 +1,4 @@
-"""Validate, attribute and price one user record: a MeteredEvent, or a QuarantinedRecord with a reason.
+"""Validate, attribute and price one user record: an EventRow (or MeteredEvent), or a QuarantinedRecord with a reason.
 
 The strict decoder (shared.schema.decode_event) names the offending field; here that becomes one of a small
 set of reason codes (metric dimension) plus the field and message in the quarantine detail. Most records take
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, cast
 
 from consumers.metering.fast_decode import QuickDecoder, QuickEvent
 from consumers.metering.records import Reason, UserRecord
@@ -21,7 +21,7 @@ from shared.money import NANOS_PER_USD
 from shared.ports import MeteredEvent, QuarantinedRecord
 from shared.pricing import PER_TOKENS, PriceCatalog, Rates, TokenUsage, canonical_model_id
 from shared.schema import MAX_EVENT_BYTES, Outcome, UsageEvent, decode_event
-from shared.store_layout import APPLICATION_TAG, COST_CENTER_TAG, clean_dimension
+from shared.store_layout import APPLICATION_TAG, COST_CENTER_TAG, EventRow, clean_dimension, event_from_row
 from shared.tenants import Tenant, TenantRegistry
 
 _TOKEN_FIELDS: Final = frozenset({"input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"})
@@ -167,22 +167,29 @@ class Meter:
         # Event tag values are validated printable (both decoders), so they need no cleaning.
         return cost_center, application
 
-    def meter(self, record: UserRecord) -> tuple[MeteredEvent, bool] | QuarantinedRecord:
-        """(event, priced by fallback) or the record quarantined with a reason."""
+    def row(self, record: UserRecord) -> EventRow | QuarantinedRecord:
+        """The event as a row (what the consumer's hot path keeps), or the record quarantined with a reason."""
         quick = self.decode(record.data)
-        if isinstance(quick, SchemaError):
-            return self._quarantine(record, reason_for(quick, len(record.data)), quick.field, quick.message)
-        tenant = self.tenants.find(quick.tenant_id)
+        if type(quick) is not QuickEvent:
+            error = cast(SchemaError, quick)
+            return self._quarantine(record, reason_for(error, len(record.data)), error.field, error.message)
+        (event_id, at, minute, tenant_id, alias, model_id, region, i, o, r, w, counted, tags, reservation) = quick
+        tenant = self.tenants.find(tenant_id)
         if tenant is None:
-            return self._quarantine(record, Reason.UNKNOWN_TENANT, "tenant_id", f"unknown tenant {quick.tenant_id!r}")
-        rate = self.pricer.rate(quick.model_id, quick.model, quick.region, quick.minute)
-        i, o, r, w = quick.input_tokens, quick.output_tokens, quick.cache_read_tokens, quick.cache_write_tokens
-        cost_center, application = self.dimensions(tenant, quick.tags)
-        metered = MeteredEvent(
-            quick.tenant_id,
-            quick.event_id,
-            quick.occurred_at,
-            record.position,
+            return self._quarantine(record, Reason.UNKNOWN_TENANT, "tenant_id", f"unknown tenant {tenant_id!r}")
+        rate = self.pricer.rate(model_id, alias, region, minute)
+        cost_center, application = self.dimensions(tenant, tags)
+        return EventRow(
+            tenant_id,
+            event_id,
+            at,
+            minute,
+            record.shard_id,
+            record.record_key,
+            record.sequence_number,
+            record.sub_sequence_number,
+            record.stream_key,
+            record.padded,
             rate.model,
             cost_center,
             application,
@@ -190,20 +197,27 @@ class Meter:
             o,
             r,
             w,
+            1 if counted else 0,
             rate_cost(rate, i, o, r, w),
-            quick.reservation_id,
-            1 if quick.counted else 0,
+            reservation,
+            rate.fallback,
         )
-        return metered, rate.fallback
+
+    def meter(self, record: UserRecord) -> tuple[MeteredEvent, bool] | QuarantinedRecord:
+        """(event, priced by fallback) or the record quarantined with a reason."""
+        row = self.row(record)
+        if isinstance(row, QuarantinedRecord):
+            return row
+        return event_from_row(row), row.fallback_priced
 
     @staticmethod
     def _quarantine(record: UserRecord, reason: str, field: str, message: str) -> QuarantinedRecord:
         return QuarantinedRecord(
             data=record.data,
             reason=reason,
-            shard_id=record.position.shard_id,
-            sequence_number=record.position.sequence_number,
-            sub_sequence_number=record.position.sub_sequence_number,
+            shard_id=record.shard_id,
+            sequence_number=record.sequence_number,
+            sub_sequence_number=record.sub_sequence_number,
             partition_key=record.partition_key,
             arrived_at=datetime.fromtimestamp(record.arrived_at, UTC) if record.arrived_at else None,
             detail={"field": field, "error": message[:300]},

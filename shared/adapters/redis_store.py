@@ -35,7 +35,7 @@ tenant per sliding window. Calendar counters are HINCRBY on 64-bit integers and 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -57,8 +57,9 @@ from shared.ports import (
 from shared.store_layout import (
     COUNTERS,
     HWM_RETENTION,
+    SEP,
     Dim,
-    aggregate_fields,
+    TenantRows,
     dimension_sums,
     event_digest,
     fields_to_totals,
@@ -67,6 +68,7 @@ from shared.store_layout import (
     parse_dim_prefix,
     previous_period,
     rank_tenants,
+    rows_from_batch,
     window_days,
 )
 from shared.windows import (
@@ -85,6 +87,7 @@ INDEX_TTL_S: Final = 40 * 86400
 STATE_TTL_S: Final = 400 * 86400
 CHUNK: Final = 125  # tenants per pipeline: bounds request size and reply memory, and sets the overlap grain
 _GRAN_KEY: Final = {Granularity.HOUR: "h", Granularity.DAY: "d", Granularity.MONTH: "mo"}
+_GRAN_OF_KEY: Final = {key: granularity for granularity, key in _GRAN_KEY.items()}
 _TOTAL_FIELDS: Final = tuple(f"t|{c}" for c in COUNTERS)
 
 # Shared Lua: read calendar totals and sliding sums. ARGV from index i:
@@ -332,32 +335,157 @@ class _KeyList:
         return found
 
 
-def _reads(
-    keys: _KeyList, tenant_id: str, windows: Sequence[Window], now: datetime, previous: Sequence[Window] = ()
-) -> list[Any]:
+_STREAM_INDEX: Final = tuple(f"{i:03d}" for i in range(1000))
+_HWM_TTL_S: Final = int(HWM_RETENTION.total_seconds())
+_NO_IDS: Final[frozenset[str]] = frozenset()
+
+
+class _Reads:
+    """What one tenant's script reads back after applying: calendar bucket keys (the suffix after ``tm:{T}:``)
+    and sliding window lengths, in the order ``read_windows`` (Lua) answers, and their names."""
+
+    def __init__(self, calendar: Sequence[str], sliding: Sequence[int], now_minute: int, names: Sequence[str]):
+        self.calendar = tuple(calendar)
+        self.tail = [now_minute, len(sliding), *sliding]
+        self.names = tuple(names)
+
+    def args(self, tk: str, keys: _KeyList) -> list[Any]:
+        out: list[Any] = [len(self.calendar)]
+        out += [keys.index(f"{tk}:{suffix}") for suffix in self.calendar]
+        return out + self.tail
+
+    def decode(self, values: Sequence[Any], start: int = 0) -> dict[str, Totals]:
+        out: dict[str, Totals] = {}
+        for n, name in enumerate(self.names):
+            at = start + n * 6
+            out[name] = Totals(*[int(v) if v is not None else 0 for v in values[at : at + 6]])
+        return out
+
+
+def _plan_reads(windows: Sequence[Window], previous: Sequence[Window], now: datetime) -> _Reads:
     """ARGV tail for read_windows: calendar windows (then previous periods), then sliding windows."""
     calendar = [(w, now) for w in windows if not w.sliding] + [(w, previous_period(w, now)) for w in previous]
     sliding = [w for w in windows if w.sliding]
     for w in sliding:
         if w.length > RING_SLOTS:
             raise ValueError(f"sliding window {w.name} is longer than the {RING_SLOTS}-minute ring")
-    args: list[Any] = [len(calendar)]
-    for w, at in calendar:
-        args.append(keys.index(f"{_tk(tenant_id)}:{_GRAN_KEY[w.granularity]}:{bucket_id(w.granularity, at)}"))
-    args += [_minute(now), len(sliding), *[w.length for w in sliding]]
-    return args
-
-
-def _decode_reads(
-    values: Sequence[Any], windows: Sequence[Window], previous: Sequence[Window] = ()
-) -> dict[str, Totals]:
     names = [w.name for w in windows if not w.sliding] + [previous_name(w) for w in previous]
-    names += [w.name for w in windows if w.sliding]
-    out: dict[str, Totals] = {}
-    for n, name in enumerate(names):
-        chunk = values[n * 6 : n * 6 + 6]
-        out[name] = Totals(*(int(v) if v is not None else 0 for v in chunk))
-    return out
+    names += [w.name for w in sliding]
+    return _Reads(
+        [f"{_GRAN_KEY[w.granularity]}:{bucket_id(w.granularity, at)}" for w, at in calendar],
+        [w.length for w in sliding],
+        _minute(now),
+        names,
+    )
+
+
+class _BatchPlan:
+    """What every tenant of one apply call shares: the time, the TTLs, the read plans per set of windows."""
+
+    def __init__(self, now: datetime, horizon: timedelta) -> None:
+        self.now = now
+        self.now_s = int(now.timestamp())
+        self.horizon_s = _seconds(horizon)
+        self._reads: dict[tuple[tuple[Window, ...], tuple[Window, ...]], _Reads] = {}
+
+    def reads(self, windows: tuple[Window, ...], previous: tuple[Window, ...]) -> _Reads:
+        key = (windows, previous)
+        found = self._reads.get(key)
+        if found is None:
+            found = self._reads[key] = _plan_reads(windows, previous, self.now)
+        return found
+
+
+class _Applied:
+    """One tenant's script call in flight: its arguments and what is needed to read its answer."""
+
+    __slots__ = ("args", "batch", "best", "dups", "index", "keys", "order", "reads")
+
+    def __init__(
+        self,
+        batch: TenantRows,
+        keys: list[str],
+        args: list[Any],
+        order: list[int],
+        dups: list[bool],
+        best: dict[str, str],
+        reads: _Reads,
+    ) -> None:
+        self.batch = batch
+        self.keys = keys
+        self.args = args
+        self.order = order  # row indexes in the order the script reports duplicate flags
+        self.dups = dups  # the flags assumed
+        self.best = best  # per stream key, the highest position in the batch
+        self.reads = reads
+        self.index = -1  # position in the apply call's batches
+
+
+_COMBO_FIELDS: dict[tuple[str, str, str], tuple[str, ...]] = {}
+
+
+def _combo_fields(model: str, cost_center: str, application_id: str) -> tuple[str, ...]:
+    """The six ``x<SEP>model<SEP>cc<SEP>app|<code>`` field names of a day combination, memoised."""
+    key = (model, cost_center, application_id)
+    found = _COMBO_FIELDS.get(key)
+    if found is None:
+        if len(_COMBO_FIELDS) > 100_000:
+            _COMBO_FIELDS.clear()
+        prefix = SEP.join((Dim.COMBO.value, model, cost_center, application_id))
+        found = _COMBO_FIELDS[key] = tuple(f"{prefix}|{code}" for code in COUNTERS)
+    return found
+
+
+def _add(acc: dict[Any, list[int]], key: Any, counts: list[int]) -> None:
+    cur = acc.get(key)
+    if cur is None:
+        acc[key] = counts.copy()
+    else:
+        for f in range(6):
+            cur[f] += counts[f]
+
+
+def _bucket_args(
+    tk: str, keys: _KeyList, sums: Mapping[tuple[int, str, str, str], list[int]], plan: _BatchPlan, args: list[Any]
+) -> None:
+    """Append the bucket and ring sections of the apply script's ARGV: per (minute, combination) sums rolled up
+    to hour, day (total and combinations) and month buckets (non-zero counters only) and minute ring slots."""
+    ring: dict[int, list[int]] = {}
+    totals: dict[tuple[str, str], list[int]] = {}  # (granularity key, bucket id) -> tenant totals
+    combos: dict[str, dict[tuple[str, ...], list[int]]] = {}  # day -> combination fields -> counters
+    for (minute, model, cc, app), counts in sums.items():
+        _, hour, day, month = minute_ids(minute)
+        _add(ring, minute, counts)
+        _add(totals, ("h", hour), counts)
+        _add(totals, ("d", day), counts)
+        _add(totals, ("mo", month), counts)
+        _add(combos.setdefault(day, {}), _combo_fields(model, cc, app), counts)
+    buckets: list[Any] = []
+    nbuckets = 0
+    for (gran, ident), counts in totals.items():
+        ttl = _expiry(_GRAN_OF_KEY[gran], ident) - plan.now_s
+        if ttl <= 0:
+            continue  # older than the bucket's retention: nothing would read it
+        fields: list[Any] = []
+        for name, value in zip(_TOTAL_FIELDS, counts, strict=True):
+            if value:
+                fields += (name, value)
+        if gran == "d":
+            for names, c in combos.get(ident, {}).items():
+                for name, value in zip(names, c, strict=True):
+                    if value:
+                        fields += (name, value)
+        if not fields:
+            continue
+        nbuckets += 1
+        buckets += [keys.index(f"{tk}:{gran}:{ident}"), ttl, len(fields) // 2]
+        buckets += fields
+    args.append(nbuckets)
+    args += buckets
+    args.append(len(ring))
+    for minute, counts in ring.items():
+        args.append(minute)
+        args += counts
 
 
 class RedisStore:
@@ -381,15 +509,24 @@ class RedisStore:
     def apply_usage(
         self, batches: Sequence[TenantBatch], *, now: datetime, dedupe_horizon: timedelta
     ) -> list[ApplyOutcome]:
+        return self.apply_rows([rows_from_batch(b) for b in batches], now=now, dedupe_horizon=dedupe_horizon)
+
+    def apply_rows(
+        self, batches: Sequence[TenantRows], *, now: datetime, dedupe_horizon: timedelta
+    ) -> list[ApplyOutcome]:
+        """``apply_usage`` for events as rows (the consumer's hot path): one script per tenant, pipelined."""
         results: dict[int, ApplyOutcome] = {}
         try:
             self._index_active(batches)
         except redis.RedisError as exc:
             return [ApplyOutcome(b.tenant_id, ok=False, error=f"redis: {exc}") for b in batches]
-        expected = {i: self._predict(b) for i, b in enumerate(batches)}
-        pending = [i for i, b in enumerate(batches) if b.events or b.read_windows or b.read_previous]
+        plan = _BatchPlan(now, dedupe_horizon)
+        expected: dict[int, list[bool] | None] = {}  # the script's duplicate flags after a mismatch
+        pending = []
         for i, b in enumerate(batches):
-            if i not in pending:
+            if b.rows or b.read_windows or b.read_previous:
+                pending.append(i)
+            else:
                 results[i] = ApplyOutcome(b.tenant_id, ok=True)
         for _attempt in range(4):
             if not pending:
@@ -399,17 +536,14 @@ class RedisStore:
             # Build chunk k+1's pipeline while a worker thread waits for Redis to run chunk k: on two cores the
             # server's script time and this process's argument building overlap.
             running: Future[list[Any]] | None = None
-            running_chunk: list[int] = []
+            running_chunk: list[_Applied] = []
             for chunk in [*chunks, []]:
-                built = (
-                    self._build_chunk([batches[i] for i in chunk], [expected[i] for i in chunk], now, dedupe_horizon)
-                    if chunk
-                    else None
-                )
+                built = self._build_chunk(batches, chunk, expected, plan) if chunk else None
                 if running is not None:
-                    self._collect(running.result(), running_chunk, batches, expected, results, retry)
+                    self._collect(running.result(), running_chunk, expected, results, retry)
                 if built is not None:
-                    running, running_chunk = self._executor().submit(self._execute_chunk, *built), chunk
+                    pipe, running_chunk = built
+                    running = self._executor().submit(self._execute_chunk, pipe, len(running_chunk))
                 else:
                     running = None
             pending = retry
@@ -417,11 +551,15 @@ class RedisStore:
             results[i] = ApplyOutcome(batches[i].tenant_id, ok=False, error="dedupe state kept changing (contention)")
         return [results[i] for i in range(len(batches))]
 
-    def _index_active(self, batches: Sequence[TenantBatch]) -> None:
+    def _index_active(self, batches: Sequence[TenantRows]) -> None:
         days: dict[str, set[str]] = {}
+        minutes: set[int] = set()
         for b in batches:
-            for e in b.events:
-                days.setdefault(minute_ids(e.minute)[2], set()).add(b.tenant_id)
+            minutes.clear()
+            for row in b.rows:
+                minutes.add(row.minute)
+            for day in {minute_ids(m)[2] for m in minutes}:
+                days.setdefault(day, set()).add(b.tenant_id)
         if not days:
             return
         pipe = self.client.pipeline(transaction=False)
@@ -430,172 +568,181 @@ class RedisStore:
             pipe.expire(f"tm:active:{{{day}}}", INDEX_TTL_S)
         pipe.execute()
 
-    def _predict(self, batch: TenantBatch) -> list[bool]:
-        tenant = batch.tenant_id
-        known_hwm = self._known_hwm
-        seen_ids: set[str] = set()
-        flags = []
-        for e in batch.events:
-            mark = known_hwm.get((tenant, e.position.stream_key))
-            flags.append((mark is not None and e.position.padded <= mark) or e.event_id in seen_ids)
-            seen_ids.add(e.event_id)
-        return flags
-
-    def _outcome(self, batch: TenantBatch, dups: list[bool], reads: Sequence[Any]) -> ApplyOutcome:
-        if len(self._known_hwm) > 500_000:
-            self._known_hwm.clear()
-        known = self._known_hwm
-        for e in batch.events:
-            key = (batch.tenant_id, e.position.stream_key)
-            pos = e.position.padded
-            old = known.get(key)
-            if old is None or pos > old:
-                known[key] = pos
-        duplicate_ids = frozenset(e.event_id for e, d in zip(batch.events, dups, strict=True) if d)
-        n_dup = sum(dups)
-        return ApplyOutcome(
-            batch.tenant_id,
-            ok=True,
-            applied=len(batch.events) - n_dup,
-            duplicates=n_dup,
-            duplicate_ids=duplicate_ids,
-            totals=_decode_reads(reads, batch.read_windows, batch.read_previous),
-        )
-
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tm-redis")
         return self._pool
 
     def _build_chunk(
-        self, batches: Sequence[TenantBatch], expected: Sequence[list[bool]], now: datetime, horizon: timedelta
-    ) -> tuple[Any, list[list[int]]]:
+        self,
+        batches: Sequence[TenantRows],
+        chunk: Sequence[int],
+        expected: Mapping[int, list[bool] | None],
+        plan: _BatchPlan,
+    ) -> tuple[Any, list[_Applied]]:
         pipe = self.client.pipeline(transaction=False)
-        orders = []
-        for batch, dups in zip(batches, expected, strict=True):
-            keys, args, order = self._apply_args(batch, dups, now, horizon)
-            orders.append(order)
-            self._apply(keys=keys, args=args, client=pipe)
-        return pipe, orders
+        applied = []
+        for i in chunk:
+            built = self._apply_args(batches[i], expected.get(i), plan)
+            built.index = i
+            applied.append(built)
+            self._apply(keys=built.keys, args=built.args, client=pipe)
+        return pipe, applied
 
     @staticmethod
-    def _execute_chunk(pipe: Any, orders: list[list[int]]) -> list[Any]:
+    def _execute_chunk(pipe: Any, n: int) -> list[Any]:
         try:
-            answers = list(pipe.execute(raise_on_error=False))
+            return list(pipe.execute(raise_on_error=False))
         except redis.RedisError as exc:
-            return [exc] * len(orders)
-        out: list[Any] = []
-        for answer, order in zip(answers, orders, strict=True):
-            if not isinstance(answer, Exception) and answer[0] == 0:
-                reported = answer[1].decode() if isinstance(answer[1], bytes) else str(answer[1])
-                flags = [False] * len(order)
-                for n, flag in zip(order, reported, strict=True):
-                    flags[n] = flag == "1"
-                answer = [0, flags]
-            out.append(answer)
-        return out
+            return [exc] * n
 
     def _collect(
         self,
         answers: list[Any],
-        chunk: list[int],
-        batches: Sequence[TenantBatch],
-        expected: dict[int, list[bool]],
+        chunk: list[_Applied],
+        expected: dict[int, list[bool] | None],
         results: dict[int, ApplyOutcome],
         retry: list[int],
     ) -> None:
-        for i, answer in zip(chunk, answers, strict=True):
-            batch = batches[i]
+        for built, answer in zip(chunk, answers, strict=True):
+            batch = built.batch
             if isinstance(answer, Exception):
-                results[i] = ApplyOutcome(batch.tenant_id, ok=False, error=f"redis: {answer}")
+                results[built.index] = ApplyOutcome(batch.tenant_id, ok=False, error=f"redis: {answer}")
             elif answer[0] == 0:
-                expected[i] = answer[1]
-                retry.append(i)
+                # The stored dedupe state says other events are duplicates than we assumed: the script applied
+                # nothing and answered the real flags (in its order); aggregate again with them.
+                reported = answer[1].decode() if isinstance(answer[1], bytes) else str(answer[1])
+                flags = [False] * len(built.order)
+                for n, flag in zip(built.order, reported, strict=True):
+                    flags[n] = flag == "1"
+                expected[built.index] = flags
+                retry.append(built.index)
             else:
-                results[i] = self._outcome(batch, expected[i], answer[1:])
+                results[built.index] = self._outcome(built, answer)
 
-    def _apply_args(
-        self, batch: TenantBatch, dups: Sequence[bool], now: datetime, horizon: timedelta
-    ) -> tuple[list[str], list[Any], list[int]]:
-        """KEYS, ARGV, and the order (indexes into batch.events) the script reports duplicate flags in."""
-        tk = _tk(batch.tenant_id)
+    def _outcome(self, built: _Applied, answer: Sequence[Any]) -> ApplyOutcome:
+        known = self._known_hwm
+        if len(known) > 500_000:
+            known.clear()
+        tenant = built.batch.tenant_id
+        for stream_key, best in built.best.items():
+            key = (tenant, stream_key)
+            old = known.get(key)
+            if old is None or best > old:
+                known[key] = best
+        dups = built.dups
+        n_dup = sum(dups)
+        duplicate_ids = (
+            frozenset(row.event_id for row, dup in zip(built.batch.rows, dups, strict=True) if dup)
+            if n_dup
+            else _NO_IDS
+        )
+        return ApplyOutcome(
+            tenant,
+            ok=True,
+            applied=len(dups) - n_dup,
+            duplicates=n_dup,
+            duplicate_ids=duplicate_ids,
+            totals=built.reads.decode(answer, 1),
+        )
+
+    def _apply_args(self, batch: TenantRows, dups: list[bool] | None, plan: _BatchPlan) -> _Applied:
+        """KEYS and ARGV of one tenant's apply script (see _LUA_APPLY). ``dups`` are the duplicate flags to
+        assume; None: predict them from this batch's repeated event ids and the high-water marks this process
+        stored before (usually right, so usually one round trip)."""
+        tenant = batch.tenant_id
+        tk = _tk(tenant)
         keys = _KeyList(f"{tk}:hwm", f"{tk}:min", f"{tk}:res")
+        known = self._known_hwm
+        predict = dups is None
+        flags: list[bool] = [] if dups is None else dups
         streams: dict[str, int] = {}
-        groups: dict[str, list[int]] = {}
-        for n, e in enumerate(batch.events):
-            sk = e.position.stream_key
-            if sk not in streams:
-                streams[sk] = len(streams) + 1
-                if len(streams) > 999:  # the script's stream index is three digits
+        marks: list[str | None] = []  # per stream index - 1: the mark this process knows
+        best: dict[str, str] = {}  # per stream key: the highest position in the batch
+        groups: dict[int, tuple[list[str], list[str], list[bytes], list[str], list[int]]] = {}
+        sums: dict[tuple[int, str, str, str], list[int]] = {}
+        seen: set[str] = set()
+        settle: set[str] = set()
+        for n, row in enumerate(batch.rows):
+            (_, event_id, _, minute, _, _, _, _, stream_key, pos, model, cc, app, i, o, r, w, req, cost, res, _) = row
+            index = streams.get(stream_key)
+            if index is None:
+                index = streams[stream_key] = len(streams) + 1
+                if index > 999:  # the script's stream index is three digits
                     raise ValueError("more than 999 (shard, partition key) streams for one tenant in one batch")
-            if len(e.position.padded) != POSITION_WIDTH:
-                raise ValueError(f"sequence number longer than 64 digits: {e.position.sequence_number[:20]}...")
-            hour = minute_ids(e.minute)[1]
-            members = groups.get(hour)
-            if members is None:
-                groups[hour] = [n]
+                marks.append(known.get((tenant, stream_key)))
+                best[stream_key] = pos
+            elif pos > best[stream_key]:
+                best[stream_key] = pos
+            if len(pos) != POSITION_WIDTH:
+                raise ValueError(f"sequence number longer than 64 digits: {pos[:20]}...")
+            if predict:
+                mark = marks[index - 1]
+                dup = (mark is not None and pos <= mark) or event_id in seen
+                seen.add(event_id)
+                flags.append(dup)
             else:
-                members.append(n)
-        args: list[Any] = [_seconds(horizon), _seconds(HWM_RETENTION), RING_TTL_S, len(streams), *streams]
-        args.append(len(groups))
+                dup = flags[n]
+            group = groups.get(minute // 60)
+            if group is None:
+                group = groups[minute // 60] = ([], [], [], [], [])
+            group[0].append(_STREAM_INDEX[index])
+            group[1].append(pos)
+            group[2].append(event_digest(event_id))
+            group[3].append("1" if dup else "0")
+            group[4].append(n)
+            if res:
+                settle.add(res)
+            if not dup:
+                key = (minute, model, cc, app)
+                c = sums.get(key)
+                if c is None:
+                    sums[key] = [i, o, r, w, req, cost]
+                else:
+                    c[0] += i
+                    c[1] += o
+                    c[2] += r
+                    c[3] += w
+                    c[4] += req
+                    c[5] += cost
+        args: list[Any] = [plan.horizon_s, _HWM_TTL_S, RING_TTL_S, len(streams), *streams, len(groups)]
         order: list[int] = []
-        events = batch.events
-        for hour, indexes in groups.items():
-            group = [events[n] for n in indexes]
+        for hour, (indexes, positions, digests, expect, members) in groups.items():
             args += [
-                keys.index(f"{tk}:ev:{hour}"),
-                len(indexes),
-                "".join(f"{streams[e.position.stream_key]:03d}" for e in group),
-                "".join(e.position.padded for e in group),
-                b"".join(event_digest(e.event_id) for e in group),
-                "".join("1" if dups[n] else "0" for n in indexes),
+                keys.index(f"{tk}:ev:{minute_ids(hour * 60)[1]}"),
+                len(members),
+                "".join(indexes),
+                "".join(positions),
+                b"".join(digests),
+                "".join(expect),
             ]
-            order += indexes
-        new = [e for e, dup in zip(events, dups, strict=True) if not dup]
-        buckets: list[Any] = []
-        nbuckets = 0
-        ring: list[Any] = []
-        now_s = int(now.timestamp())
-        for b in aggregate_fields(new):
-            fields = b.fields
-            if b.granularity is Granularity.MINUTE:
-                ring += [b.minute, *(fields.get(f, 0) for f in _TOTAL_FIELDS)]
-                continue
-            ttl = _expiry(b.granularity, b.ident) - now_s
-            if ttl <= 0 or not fields:
-                continue  # older than the bucket's retention: nothing would read it
-            nbuckets += 1
-            buckets += [keys.index(f"{tk}:{_GRAN_KEY[b.granularity]}:{b.ident}"), ttl, len(fields)]
-            for name, value in fields.items():
-                buckets += [name, value]
-        args.append(nbuckets)
-        args += buckets
-        args.append(len(ring) // 7)
-        args += ring
-        settle = sorted({e.reservation_id for e in events if e.reservation_id})
+            order += members
+        _bucket_args(tk, keys, sums, plan, args)
         args.append(len(settle))
-        args += settle
-        args += _reads(keys, batch.tenant_id, batch.read_windows, now, batch.read_previous)
-        return keys.keys, args, order
+        args += sorted(settle)
+        reads = plan.reads(batch.read_windows, batch.read_previous)
+        args += reads.args(tk, keys)
+        return _Applied(batch, keys.keys, args, order, flags, best, reads)
 
     # --- UsageReader -------------------------------------------------------------------------------------
 
     def window_totals(self, tenant_id: str, windows: Sequence[Window], now: datetime) -> dict[str, Totals]:
         keys = _KeyList(f"{_tk(tenant_id)}:min")
-        args = _reads(keys, tenant_id, windows, now)
-        values = self._read(keys=keys.keys, args=args)
-        return _decode_reads(values, windows)
+        reads = _plan_reads(windows, (), now)
+        values = self._read(keys=keys.keys, args=reads.args(_tk(tenant_id), keys))
+        return reads.decode(values)
 
     def _window_totals_many(self, tenants: Sequence[str], window: Window, now: datetime) -> dict[str, Totals]:
         out: dict[str, Totals] = {}
         for start in range(0, len(tenants), 500):
             chunk = tenants[start : start + 500]
             pipe = self.client.pipeline(transaction=False)
+            reads = _plan_reads([window], (), now)
             for t in chunk:
                 keys = _KeyList(f"{_tk(t)}:min")
-                self._read(keys=keys.keys, args=_reads(keys, t, [window], now), client=pipe)
+                self._read(keys=keys.keys, args=reads.args(_tk(t), keys), client=pipe)
             for t, values in zip(chunk, pipe.execute(), strict=True):
-                out[t] = _decode_reads(values, [window])[window.name]
+                out[t] = reads.decode(values)[window.name]
         return out
 
     # --- QuotaState --------------------------------------------------------------------------------------
@@ -654,7 +801,7 @@ class RedisStore:
         now_ms = int(now.timestamp() * 1000)
         expires_ms = now_ms + int(ttl.total_seconds() * 1000)
         args: list[Any] = [reservation_id, amount_nanos, limit_nanos, now_ms, expires_ms]
-        args += _reads(keys, tenant_id, [window], now)
+        args += _plan_reads([window], (), now).args(tk, keys)
         return bool(self._reserve(keys=keys.keys, args=args))
 
     def settle(self, tenant_id: str, reservation_ids: Iterable[str]) -> None:

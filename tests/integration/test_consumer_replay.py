@@ -19,17 +19,17 @@ from shared.windows import DAY, MONTH
 from tests.integration.conftest import AwsFactory
 from tests.unit.consumer.fakes import FakeAlerts, FakeQuarantine
 from tests.unit.consumer.kinesis import NOW, registry
-from tests.unit.consumer.replay import CATALOG, FlakyStore, deliver, expected_totals, make_workload
+from tests.unit.consumer.replay import CATALOG, FlakyRowStore, FlakyStore, deliver, expected_totals, make_workload
 
 pytestmark = pytest.mark.integration
 
 TENANTS = [f"t{i}" for i in range(6)]
 
 
-def run_replay(inner: Any, seed: int, n_events: int) -> None:
+def run_replay(inner: Any, seed: int, n_events: int, flaky: type[FlakyStore] = FlakyStore) -> None:
     rng = random.Random(seed)
     workload = make_workload(rng, NOW, n_events, TENANTS)
-    store = FlakyStore(inner, rng, fail_rate=0.15)
+    store = flaky(inner, rng, fail_rate=0.15)
     reg = registry(*TENANTS, tier="enterprise")
     service = MeteringService(
         store=store,
@@ -49,7 +49,13 @@ def run_replay(inner: Any, seed: int, n_events: int) -> None:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_exactly_once_on_redis(redis_client: redis.Redis, seed: int) -> None:
-    run_replay(RedisStore(redis_client), seed, 250)
+    # The consumer's hot path: rows straight to RedisStore.apply_rows.
+    run_replay(RedisStore(redis_client), seed, 250, FlakyRowStore)
+
+
+def test_exactly_once_on_redis_through_the_event_port(redis_client: redis.Redis) -> None:
+    # Behind a wrapper that only knows apply_usage, the same store gets MeteredEvents.
+    run_replay(RedisStore(redis_client), 7, 250)
 
 
 @pytest.mark.parametrize("seed", range(2))

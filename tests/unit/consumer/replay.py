@@ -11,7 +11,7 @@ with the price catalog directly, never by the code under test.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from shared.ports import ApplyOutcome, TenantBatch, Totals
 from shared.pricing import PriceCatalog, TokenUsage
 from shared.schema import UsageEvent
+from shared.store_layout import TenantRows
 from tests.unit.consumer.kinesis import Shard, usage
 
 CATALOG = PriceCatalog.load()
@@ -37,19 +38,31 @@ class FlakyStore:
     def apply_usage(
         self, batches: Sequence[TenantBatch], *, now: datetime, dedupe_horizon: timedelta
     ) -> list[ApplyOutcome]:
-        before = [b for b in batches if self.rng.random() < self.fail_rate]
-        after = [b for b in batches if b not in before and self.rng.random() < self.fail_rate]
-        real = [b for b in batches if b not in before]
-        outcomes = {o.tenant_id: o for o in self.inner.apply_usage(real, now=now, dedupe_horizon=dedupe_horizon)}
+        return self._flaky(batches, lambda real: self.inner.apply_usage(real, now=now, dedupe_horizon=dedupe_horizon))
+
+    def _flaky(self, batches: Sequence[Any], apply: Callable[[list[Any]], list[ApplyOutcome]]) -> list[ApplyOutcome]:
+        before = [i for i in range(len(batches)) if self.rng.random() < self.fail_rate]
+        after = [i for i in range(len(batches)) if i not in before and self.rng.random() < self.fail_rate]
+        real = [b for i, b in enumerate(batches) if i not in before]
+        outcomes = {o.tenant_id: o for o in apply(real)}
         self.injected += len(before)
         self.lost_replies += len(after)
         out = []
-        for b in batches:
-            if b in before or b in after:
+        for i, b in enumerate(batches):
+            if i in before or i in after:
                 out.append(ApplyOutcome(b.tenant_id, ok=False, error="injected"))
             else:
                 out.append(outcomes[b.tenant_id])
         return out
+
+
+class FlakyRowStore(FlakyStore):
+    """FlakyStore for a store that takes rows (RedisStore): the consumer hands it rows, as it would the real one."""
+
+    def apply_rows(
+        self, batches: Sequence[TenantRows], *, now: datetime, dedupe_horizon: timedelta
+    ) -> list[ApplyOutcome]:
+        return self._flaky(batches, lambda real: self.inner.apply_rows(real, now=now, dedupe_horizon=dedupe_horizon))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

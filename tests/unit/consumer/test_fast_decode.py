@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -71,6 +72,7 @@ def test_quick_decode_agrees_with_decode_event(changes: dict[str, Any], removed:
     assert quick.tokens == (event.input_tokens, event.output_tokens, event.cache_read_tokens, event.cache_write_tokens)
     assert quick.tags == dict(event.tags) and quick.reservation_id == event.reservation_id
     assert quick.counted == (event.outcome.value in ("success", "model_error"))
+    assert quick.minute == int(event.occurred_at.timestamp()) // 60
 
 
 def test_quick_decode_takes_the_common_event() -> None:
@@ -90,12 +92,44 @@ def test_quick_decode_turns_down_containers_where_strings_belong() -> None:
     assert decoder.decode(json.dumps({**BASE, "tags": {"costCenter": {"a": 1}}}).encode()) is None
 
 
-def test_quick_decode_sends_what_orjson_reads_differently_to_the_strict_decoder() -> None:
-    # UTF-16 (json.loads detects it), integers beyond 64 bits (orjson reads floats), lone surrogates.
+def test_quick_decode_sends_what_msgspec_reads_differently_to_the_strict_decoder() -> None:
+    # UTF-16 (json.loads detects it), invalid UTF-8, lone surrogates, a repeated key whose first value is bad.
     decoder = QuickDecoder()
     assert decoder.decode(json.dumps(BASE).encode("utf-16")) is None
-    assert decoder.decode(json.dumps({**BASE, "input_tokens": 2**64}).encode()) is None
+    assert decoder.decode(json.dumps(BASE).encode()[:-1] + b',"request_id":"\xff"}') is None
     assert decoder.decode(json.dumps({**BASE, "request_id": "\ud800"}).encode()) is None
+    repeated = json.dumps(BASE).encode()[:-1] + b',"input_tokens":-1,"input_tokens":5}'
+    assert decoder.decode(repeated) is None and strict(repeated) is not None
+
+
+def test_a_repeated_key_reads_its_last_value_like_json_loads() -> None:
+    data = json.dumps(BASE).encode()[:-1] + b',"input_tokens":5,"input_tokens":7}'
+    quick = QuickDecoder().decode(data)
+    assert quick is not None and quick.input_tokens == 7 == decode_event(data).input_tokens
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-23T15:30:20.123Z",
+        "2026-11-23T15:30Z",
+        "2026-11-23T15:30:20+00:00",
+        "2026-11-23T15:30.5Z",
+        "2026-11-23 15:30:59.999999Z",
+        "20261123T153020Z",
+        "2026-11-23T1530Z",
+        "2026-11-23T15Z",
+        "1969-12-31T23:59:30Z",
+    ],
+)
+def test_the_remembered_minute_is_the_timestamps_minute(text: str) -> None:
+    decoder = QuickDecoder()
+    for _ in range(2):  # the second time from the memo
+        quick = decoder.decode(json.dumps({**BASE, "occurred_at": text}).encode())
+        assert quick is not None
+        assert (
+            quick.minute == int(decode_event(json.dumps({**BASE, "occurred_at": text})).occurred_at.timestamp()) // 60
+        )
 
 
 def test_quick_decode_remembers_only_what_it_validated() -> None:
