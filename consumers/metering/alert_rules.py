@@ -22,7 +22,7 @@ Spike and projection alerts use the topics (and tenant notification) of the tier
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
@@ -130,15 +130,66 @@ def _message(
     )
 
 
-def evaluate(tenant: Tenant, totals: Mapping[str, Totals], now: datetime) -> list[Finding]:
+class Clock:
+    """Window periods, ends and resets at one instant. Every tenant of a batch is evaluated at the same ``now``,
+    and this datetime arithmetic costs more than the rules themselves, so a batch works it out once."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.hour_elapsed = int((now - bucket_start(Granularity.HOUR, now)).total_seconds())
+        self.hour_period = bucket_id(Granularity.HOUR, now)
+        self.hour_end = next_bucket_start(Granularity.HOUR, now)
+        self._periods: dict[Window, str] = {}
+        self._resets: dict[Window, datetime] = {}
+        self._ends: dict[Window, datetime] = {}
+
+    def period(self, window: Window) -> str:
+        found = self._periods.get(window)
+        if found is None:
+            found = self._periods[window] = window_period_id(window, self.now)
+        return found
+
+    def reset(self, window: Window) -> datetime:
+        found = self._resets.get(window)
+        if found is None:
+            found = self._resets[window] = window_reset(window, self.now)
+        return found
+
+    def end(self, window: Window) -> datetime:
+        """When the window's alert period ends (its marks may go a day after)."""
+        found = self._ends.get(window)
+        if found is None:
+            found = self._ends[window] = _period_end(window, self.now)
+        return found
+
+
+# Whether a mark (rule, period) is already stored at a level at least this high: its finding can be left out.
+Known = Callable[[str, str, int], bool]
+
+
+def _unknown(rule: str, period: str, level: int) -> bool:
+    return False
+
+
+def evaluate(
+    tenant: Tenant,
+    totals: Mapping[str, Totals],
+    now: datetime,
+    *,
+    clock: Clock | None = None,
+    known: Known = _unknown,
+) -> list[Finding]:
+    """Every finding for the tenant's totals at ``now``, except those ``known`` says are marked already."""
+    if clock is None or clock.now != now:
+        clock = Clock(now)
     findings: list[Finding] = []
     for rule in tenant.quotas:
         if rule.window.name in totals:
-            findings.extend(_quota_findings(tenant, rule, totals[rule.window.name], now))
-            projection = _projection(tenant, rule, totals, now)
+            findings.extend(_quota_findings(tenant, rule, totals[rule.window.name], clock, known))
+            projection = _projection(tenant, rule, totals, clock, known)
             if projection is not None:
                 findings.append(projection)
-    spike = _spike(tenant, totals, now)
+    spike = _spike(tenant, totals, clock, known)
     if spike is not None:
         findings.append(spike)
     return findings
@@ -158,7 +209,7 @@ def _notice_at(limit: int, notice: Decimal) -> int:
     return found
 
 
-def _quota_findings(tenant: Tenant, rule: QuotaRule, total: Totals, now: datetime) -> list[Finding]:
+def _quota_findings(tenant: Tenant, rule: QuotaRule, total: Totals, clock: Clock, known: Known) -> list[Finding]:
     used = total.value(rule.metric)
     if rule.limit > 0 and used < _notice_at(rule.limit, tenant.thresholds.notice):
         return []
@@ -167,15 +218,28 @@ def _quota_findings(tenant: Tenant, rule: QuotaRule, total: Totals, now: datetim
         return []
     window, metric = rule.window, rule.metric
     level = decision.level
+    period = clock.period(window)
+    reset = clock.reset(window)
+    rule_key = f"quota|{window.name}|{metric.value}"
+    reserve_key = f"reserve|{window.name}|{metric.value}"
+    block_key = f"block|{window.name}|{metric.value}"
+    block_period = bucket_id(Granularity.MINUTE, reset)
     action = tenant.tier.action_for(level)
-    reset = window_reset(window, now)
+    blocking = level is AlertLevel.EXHAUSTED and action.block and rule.hard
+    reserve_from = tenant.tier.reserve_from()
+    reserving = rule.hard and metric is Metric.COST and reserve_from is not None and level >= reserve_from
+    if (
+        known(rule_key, period, int(level))
+        and (not reserving or known(reserve_key, period, int(level)))
+        and (not blocking or known(block_key, block_period, 1))
+    ):
+        return []  # everything this would raise is marked already: skip building the messages
     name = f"{_WINDOW_WORDS.get(window.name, window.name)} {_METRIC_WORDS[metric]} quota"
     kind = "" if rule.hard else " (soft)"
     summary = (
         f"tenant {tenant.tenant_id} ({tenant.tier.name}) at {_percent(used, rule.limit)} of its {name}{kind}: "
         f"{fmt_amount(metric, used)} of {fmt_amount(metric, rule.limit)}"
     )
-    blocking = level is AlertLevel.EXHAUSTED and action.block and rule.hard
     block = None
     if blocking:
         block = BlockRecord(
@@ -197,58 +261,68 @@ def _quota_findings(tenant: Tenant, rule: QuotaRule, total: Totals, now: datetim
         level,
         used=used,
         limit=rule.limit,
-        period=window_period_id(window, now),
+        period=period,
         hard=int(rule.hard),
     )
     message = replace(message, severities=severities)
-    rule_key = f"quota|{window.name}|{metric.value}"
-    period = window_period_id(window, now)
-    findings = [Finding(_mark(tenant, rule_key, period, int(level), _period_end(window, now)), message)]
-    reserve_from = tenant.tier.reserve_from()
-    if rule.hard and metric is Metric.COST and reserve_from is not None and level >= reserve_from:
+    findings = []
+    if not known(rule_key, period, int(level)):
+        findings.append(Finding(_mark(tenant, rule_key, period, int(level), clock.end(window)), message))
+    if reserving and not known(reserve_key, period, int(level)):
         flag = ReserveFlag(tenant.tenant_id, window.name, level, rule.limit, reset)
-        findings.append(
-            Finding(
-                _mark(tenant, f"reserve|{window.name}|{metric.value}", period, int(level), reset), None, reserve=flag
-            )
-        )
-    if block is not None:
+        findings.append(Finding(_mark(tenant, reserve_key, period, int(level), reset), None, reserve=flag))
+    if block is not None and not known(block_key, block_period, 1):
         # A block is written once per reset time: for a sliding window each new exhaustion after the previous
         # block lifted blocks again, while an operator's lift of a calendar block holds for the period.
-        findings.append(
-            Finding(
-                _mark(tenant, f"block|{window.name}|{metric.value}", bucket_id(Granularity.MINUTE, reset), 1, reset),
-                None,
-                block=block,
-            )
-        )
+        findings.append(Finding(_mark(tenant, block_key, block_period, 1, reset), None, block=block))
     return findings
 
 
-def hourly_rate(totals: Mapping[str, Totals], metric: Metric, now: datetime) -> int | None:
+def hourly_rate(totals: Mapping[str, Totals], metric: Metric, now: datetime | Clock) -> int | None:
     """The metric per hour over the previous clock hour and the current one so far."""
     prev = previous_name(HOUR)
     if "hour" not in totals or prev not in totals:
         return None
-    elapsed = int((now - bucket_start(Granularity.HOUR, now)).total_seconds())
+    elapsed = (now if isinstance(now, Clock) else Clock(now)).hour_elapsed
     used = totals[prev].value(metric) + totals["hour"].value(metric)
     return used * 3600 // (3600 + elapsed)
 
 
-def _projection(tenant: Tenant, rule: QuotaRule, totals: Mapping[str, Totals], now: datetime) -> Finding | None:
+_LIMIT_AT: dict[tuple[int, Decimal], int] = {}
+
+
+def _limit_at(limit: int, exhausted: Decimal) -> int:
+    """Usage at the exhausted level (memoised: Decimal arithmetic per tenant per batch adds up)."""
+    key = (limit, exhausted)
+    found = _LIMIT_AT.get(key)
+    if found is None:
+        if len(_LIMIT_AT) > 10_000:
+            _LIMIT_AT.clear()
+        found = _LIMIT_AT[key] = int(exhausted * limit)
+    return found
+
+
+def _projection(
+    tenant: Tenant, rule: QuotaRule, totals: Mapping[str, Totals], clock: Clock, known: Known
+) -> Finding | None:
     window, metric = rule.window, rule.metric
     if window.name not in PROJECTED_WINDOWS or metric is Metric.REQUESTS:
         return None
-    hourly = hourly_rate(totals, metric, now)
+    hourly = hourly_rate(totals, metric, clock)
     used = totals[window.name].value(metric)
-    limit_at = int(tenant.thresholds.exhausted * rule.limit)
+    limit_at = _limit_at(rule.limit, tenant.thresholds.exhausted)
     if hourly is None or hourly <= 0 or used >= limit_at:
         return None
-    reset = window_reset(window, now)
+    now = clock.now
+    reset = clock.reset(window)
     seconds_left = (reset - now).total_seconds()
     # Integer arithmetic on the quantities; the time is the only float, and only for when, not how much.
     seconds_to_exhaust = (limit_at - used) * 3600 / hourly
     if seconds_to_exhaust >= seconds_left:
+        return None
+    rule_key = f"projection|{window.name}|{metric.value}"
+    period = clock.period(window)
+    if known(rule_key, period, 1):
         return None
     when = now + timedelta(seconds=seconds_to_exhaust)
     name = f"{_WINDOW_WORDS.get(window.name, window.name)} {_METRIC_WORDS[metric]} quota"
@@ -260,8 +334,7 @@ def _projection(tenant: Tenant, rule: QuotaRule, totals: Mapping[str, Totals], n
     message = _message(
         tenant, "projection", window, metric, summary, AlertLevel.WARNING, used=used, limit=rule.limit, hourly=hourly
     )
-    period = window_period_id(window, now)
-    return Finding(_mark(tenant, f"projection|{window.name}|{metric.value}", period, 1, reset), message)
+    return Finding(_mark(tenant, rule_key, period, 1, reset), message)
 
 
 def spike_baseline(totals: Mapping[str, Totals]) -> tuple[int, int] | None:
@@ -276,9 +349,11 @@ def is_spike(recent: int, baseline: int) -> bool:
     return recent >= SPIKE_MIN_TOKENS and recent >= SPIKE_FACTOR * max(baseline, 1)
 
 
-def _spike(tenant: Tenant, totals: Mapping[str, Totals], now: datetime) -> Finding | None:
+def _spike(tenant: Tenant, totals: Mapping[str, Totals], clock: Clock, known: Known) -> Finding | None:
     sample = spike_baseline(totals)
     if sample is None or not is_spike(*sample):
+        return None
+    if known("spike|tokens", clock.hour_period, 1):
         return None
     recent, baseline = sample
     ratio = f"{recent / baseline:.1f}x" if baseline else "from nothing"
@@ -289,6 +364,4 @@ def _spike(tenant: Tenant, totals: Mapping[str, Totals], now: datetime) -> Findi
     message = _message(
         tenant, "spike", MINUTE_5, Metric.TOKENS, summary, AlertLevel.WARNING, recent=recent, baseline=baseline
     )
-    period = bucket_id(Granularity.HOUR, now)
-    ends = next_bucket_start(Granularity.HOUR, now)
-    return Finding(_mark(tenant, "spike|tokens", period, 1, ends), message)
+    return Finding(_mark(tenant, "spike|tokens", clock.hour_period, 1, clock.hour_end), message)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
-from consumers.metering.alert_rules import READ_PREVIOUS, Finding, evaluate, read_windows
+from consumers.metering.alert_rules import READ_PREVIOUS, Clock, Finding, evaluate, read_windows
 from consumers.metering.records import split_records
 from consumers.metering.validate import Meter
 from shared.ports import (
@@ -211,11 +211,14 @@ class MeteringService:
         failed: set[str],
     ) -> None:
         candidates: list[Finding] = []
+        clock = Clock(now)
+        marks = self.marks
         for tenant_id, totals in totals_by_tenant.items():
-            for finding in evaluate(self.tenants.get(tenant_id), totals, now):
-                m = finding.mark
-                if self.marks.known(m.tenant_id, m.rule, m.period) < m.level:
-                    candidates.append(finding)
+
+            def known(rule: str, period: str, level: int, tenant_id: str = tenant_id) -> bool:
+                return marks.known(tenant_id, rule, period) >= level
+
+            candidates += evaluate(self.tenants.get(tenant_id), totals, now, clock=clock, known=known)
         if not candidates:
             return
         try:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from consumers.metering.alert_rules import (
     READ_PREVIOUS,
     SPIKE_FACTOR,
     SPIKE_MIN_TOKENS,
+    Clock,
     evaluate,
     is_spike,
     read_windows,
@@ -121,3 +125,34 @@ def test_the_quick_notice_check_agrees_with_alert_level_for() -> None:
                 expected = alert_level_for(used, limit, thresholds).level is not AlertLevel.OK
                 found = any(f.alert for f in evaluate(tenant, {"day": Totals(input_tokens=used)}, NOW))
                 assert found == expected, (notice, limit, used)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=parse_usd("6000")),
+    st.integers(min_value=0, max_value=3_000_000),
+    st.integers(min_value=0, max_value=3_000_000),
+    st.integers(min_value=0, max_value=1_500),
+    st.integers(min_value=0, max_value=3599),
+    st.sets(st.integers(min_value=0, max_value=9)),
+)
+def test_findings_left_out_as_known_are_exactly_the_known_marks(
+    month_cost: int, recent: int, prev_hour: int, requests: int, second: int, known_picks: set[int]
+) -> None:
+    # GIVEN a premium tenant's totals anywhere around its levels, at any second of an hour
+    tenant = premium()
+    now = NOW.replace(minute=0, second=0) + timedelta(seconds=second)
+    totals = {
+        "month": Totals(cost_nanos=month_cost),
+        "1m": Totals(input_tokens=recent // 5, requests=requests),
+        "5m": Totals(input_tokens=recent),
+        "hour": Totals(input_tokens=recent, cost_nanos=month_cost // 50),
+        "prev_hour": Totals(input_tokens=prev_hour, cost_nanos=month_cost // 40),
+    }
+    # WHEN evaluated plainly, with a batch clock, and with some of the marks already known
+    full = evaluate(tenant, totals, now)
+    assert evaluate(tenant, totals, now, clock=Clock(now)) == full
+    marked = {(f.mark.rule, f.mark.period, f.mark.level) for i, f in enumerate(full) if i in known_picks}
+    partial = evaluate(tenant, totals, now, clock=Clock(now), known=lambda r, p, lvl: (r, p, lvl) in marked)
+    # THEN exactly the findings whose marks are known are left out
+    assert partial == [f for f in full if (f.mark.rule, f.mark.period, f.mark.level) not in marked]
