@@ -41,7 +41,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import redis
+from hiredis import pack_command
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError, ResponseError
 
 from shared.decisions import AlertLevel, BlockRecord, Metric
 from shared.ports import (
@@ -410,6 +412,7 @@ class _Applied:
         dups: list[bool],
         best: dict[str, str],
         reads: _Reads,
+        index: int,
     ) -> None:
         self.batch = batch
         self.keys = keys
@@ -418,7 +421,7 @@ class _Applied:
         self.dups = dups  # the flags assumed
         self.best = best  # per stream key, the highest position in the batch
         self.reads = reads
-        self.index = -1  # position in the apply call's batches
+        self.index = index  # position in the apply call's batches
 
 
 _COMBO_FIELDS: dict[tuple[str, str, str], tuple[str, ...]] = {}
@@ -488,6 +491,24 @@ def _bucket_args(
         args += counts
 
 
+def _exchange(conn: Any, payload: bytes, n: int) -> list[Any]:
+    """Send ``n`` packed commands on one connection and read their ``n`` replies; an error reply stands in the
+    list as its exception, and a broken connection fails every command not yet answered (nothing is retried
+    here: the consumer reports those records and Lambda redelivers them)."""
+    replies: list[Any] = []
+    try:
+        conn.send_packed_command([payload])
+        while len(replies) < n:
+            try:
+                replies.append(conn.read_response())
+            except ResponseError as exc:
+                replies.append(exc)
+    except redis.RedisError as exc:  # connection or timeout: the connection is closed (redis-py does it)
+        conn.disconnect()
+        replies += [exc] * (n - len(replies))
+    return replies
+
+
 class RedisStore:
     """UsageReader, QuotaState, WindowStore, AlertMarks and UsageIndex over one redis-py client."""
 
@@ -528,25 +549,51 @@ class RedisStore:
                 pending.append(i)
             else:
                 results[i] = ApplyOutcome(b.tenant_id, ok=True)
-        for _attempt in range(4):
-            if not pending:
-                break
-            retry: list[int] = []
-            chunks = [pending[start : start + CHUNK] for start in range(0, len(pending), CHUNK)]
-            # Build chunk k+1's pipeline while a worker thread waits for Redis to run chunk k: on two cores the
-            # server's script time and this process's argument building overlap.
-            running: Future[list[Any]] | None = None
-            running_chunk: list[_Applied] = []
-            for chunk in [*chunks, []]:
-                built = self._build_chunk(batches, chunk, expected, plan) if chunk else None
-                if running is not None:
-                    self._collect(running.result(), running_chunk, expected, results, retry)
-                if built is not None:
-                    pipe, running_chunk = built
-                    running = self._executor().submit(self._execute_chunk, pipe, len(running_chunk))
-                else:
-                    running = None
-            pending = retry
+        try:
+            conn = self.client.connection_pool.get_connection()
+        except redis.RedisError as exc:
+            return [
+                results.get(i) or ApplyOutcome(b.tenant_id, ok=False, error=f"redis: {exc}")
+                for i, b in enumerate(batches)
+            ]
+        try:
+            reloaded = False
+            for _attempt in range(4):
+                if not pending:
+                    break
+                retry: list[int] = []
+                missing: list[int] = []
+                chunks = [pending[start : start + CHUNK] for start in range(0, len(pending), CHUNK)]
+                # Build and pack chunk k+1 while a worker thread exchanges chunk k with Redis: on two cores the
+                # server's script time and this process's argument building overlap.
+                running: Future[list[Any]] | None = None
+                running_chunk: list[_Applied] = []
+                for chunk in [*chunks, []]:
+                    built = [self._apply_args(batches[i], expected.get(i), plan, i) for i in chunk]
+                    payload = self._pack(built) if built else None
+                    if running is not None:
+                        self._collect(running.result(), running_chunk, expected, results, retry, missing)
+                    if payload is not None:
+                        running = self._executor().submit(_exchange, conn, payload, len(built))
+                        running_chunk = built
+                    else:
+                        running = None
+                if missing:
+                    if reloaded:  # loaded once already in this call: report rather than loop
+                        for i in missing:
+                            results[i] = ApplyOutcome(batches[i].tenant_id, ok=False, error="redis: NOSCRIPT")
+                    else:
+                        # The server lost its scripts (a restart or failover, or SCRIPT FLUSH): load it, go again.
+                        reloaded = True
+                        try:
+                            self._apply.sha = self.client.script_load(self._apply.script)
+                            retry += missing
+                        except redis.RedisError as exc:
+                            for i in missing:
+                                results[i] = ApplyOutcome(batches[i].tenant_id, ok=False, error=f"redis: {exc}")
+                pending = sorted(retry)
+        finally:
+            self.client.connection_pool.release(conn)
         for i in pending:
             results[i] = ApplyOutcome(batches[i].tenant_id, ok=False, error="dedupe state kept changing (contention)")
         return [results[i] for i in range(len(batches))]
@@ -573,28 +620,11 @@ class RedisStore:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tm-redis")
         return self._pool
 
-    def _build_chunk(
-        self,
-        batches: Sequence[TenantRows],
-        chunk: Sequence[int],
-        expected: Mapping[int, list[bool] | None],
-        plan: _BatchPlan,
-    ) -> tuple[Any, list[_Applied]]:
-        pipe = self.client.pipeline(transaction=False)
-        applied = []
-        for i in chunk:
-            built = self._apply_args(batches[i], expected.get(i), plan)
-            built.index = i
-            applied.append(built)
-            self._apply(keys=built.keys, args=built.args, client=pipe)
-        return pipe, applied
-
-    @staticmethod
-    def _execute_chunk(pipe: Any, n: int) -> list[Any]:
-        try:
-            return list(pipe.execute(raise_on_error=False))
-        except redis.RedisError as exc:
-            return [exc] * n
+    def _pack(self, built: Sequence[_Applied]) -> bytes:
+        """One chunk's EVALSHA commands in the Redis protocol (hiredis packs; redis-py's pipeline would add
+        ~40 us of Python per command, as much as building the arguments)."""
+        sha = self._apply.sha
+        return b"".join([pack_command(("EVALSHA", sha, len(b.keys), *b.keys, *b.args)) for b in built])
 
     def _collect(
         self,
@@ -603,10 +633,13 @@ class RedisStore:
         expected: dict[int, list[bool] | None],
         results: dict[int, ApplyOutcome],
         retry: list[int],
+        missing: list[int],
     ) -> None:
         for built, answer in zip(chunk, answers, strict=True):
             batch = built.batch
-            if isinstance(answer, Exception):
+            if isinstance(answer, NoScriptError):
+                missing.append(built.index)
+            elif isinstance(answer, Exception):
                 results[built.index] = ApplyOutcome(batch.tenant_id, ok=False, error=f"redis: {answer}")
             elif answer[0] == 0:
                 # The stored dedupe state says other events are duplicates than we assumed: the script applied
@@ -646,7 +679,7 @@ class RedisStore:
             totals=built.reads.decode(answer, 1),
         )
 
-    def _apply_args(self, batch: TenantRows, dups: list[bool] | None, plan: _BatchPlan) -> _Applied:
+    def _apply_args(self, batch: TenantRows, dups: list[bool] | None, plan: _BatchPlan, index: int = -1) -> _Applied:
         """KEYS and ARGV of one tenant's apply script (see _LUA_APPLY). ``dups`` are the duplicate flags to
         assume; None: predict them from this batch's repeated event ids and the high-water marks this process
         stored before (usually right, so usually one round trip)."""
@@ -665,10 +698,10 @@ class RedisStore:
         settle: set[str] = set()
         for n, row in enumerate(batch.rows):
             (_, event_id, _, minute, _, _, _, _, stream_key, pos, model, cc, app, i, o, r, w, req, cost, res, _) = row
-            index = streams.get(stream_key)
-            if index is None:
-                index = streams[stream_key] = len(streams) + 1
-                if index > 999:  # the script's stream index is three digits
+            stream = streams.get(stream_key)
+            if stream is None:
+                stream = streams[stream_key] = len(streams) + 1
+                if stream > 999:  # the script's stream index is three digits
                     raise ValueError("more than 999 (shard, partition key) streams for one tenant in one batch")
                 marks.append(known.get((tenant, stream_key)))
                 best[stream_key] = pos
@@ -677,7 +710,7 @@ class RedisStore:
             if len(pos) != POSITION_WIDTH:
                 raise ValueError(f"sequence number longer than 64 digits: {pos[:20]}...")
             if predict:
-                mark = marks[index - 1]
+                mark = marks[stream - 1]
                 dup = (mark is not None and pos <= mark) or event_id in seen
                 seen.add(event_id)
                 flags.append(dup)
@@ -686,7 +719,7 @@ class RedisStore:
             group = groups.get(minute // 60)
             if group is None:
                 group = groups[minute // 60] = ([], [], [], [], [])
-            group[0].append(_STREAM_INDEX[index])
+            group[0].append(_STREAM_INDEX[stream])
             group[1].append(pos)
             group[2].append(event_digest(event_id))
             group[3].append("1" if dup else "0")
@@ -722,7 +755,7 @@ class RedisStore:
         args += sorted(settle)
         reads = plan.reads(batch.read_windows, batch.read_previous)
         args += reads.args(tk, keys)
-        return _Applied(batch, keys.keys, args, order, flags, best, reads)
+        return _Applied(batch, keys.keys, args, order, flags, best, reads, index)
 
     # --- UsageReader -------------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from redis.retry import Retry
 
 from shared.adapters.redis_store import RedisStore
 from shared.ports import TenantBatch
+from shared.windows import MONTH
 from tests.unit.adapters.store_contract import HORIZON, NOW, StoreContract, ev
 
 pytestmark = pytest.mark.integration
@@ -55,3 +56,44 @@ def test_a_dead_connection_gives_failed_outcomes_not_an_exception() -> None:
     store = RedisStore(client)
     (out,) = store.apply_usage([TenantBatch("acme", (ev("acme"),))], now=NOW, dedupe_horizon=HORIZON)
     assert not out.ok and "redis" in out.error
+
+
+def test_scripts_the_server_lost_are_loaded_again(redis_client: redis.Redis) -> None:
+    # GIVEN a store that has run its script, then a server that forgot it (restart, failover, SCRIPT FLUSH)
+    store = RedisStore(redis_client)
+    store.apply_usage([TenantBatch("acme", (ev("acme"),))], now=NOW, dedupe_horizon=HORIZON)
+    redis_client.script_flush()
+    # WHEN the next batch is applied
+    events = (ev("acme"), ev("acme"))
+    (out,) = store.apply_usage([TenantBatch("acme", events)], now=NOW, dedupe_horizon=HORIZON)
+    # THEN it is applied (once) after loading the script again
+    assert out.ok and out.applied == 2
+    assert store.window_totals("acme", [MONTH], NOW)["month"].requests == 3
+
+
+def test_a_connection_lost_mid_batch_reports_failures_and_never_counts_twice(
+    redis_client: redis.Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a store whose pool hands out a connection the server has just closed (the pool's own check on
+    # checkout would reconnect it, so it is bypassed: this is a connection lost after checkout)
+    store = RedisStore(redis_client)
+    store.apply_usage([TenantBatch("acme", (ev("acme"),))], now=NOW, dedupe_horizon=HORIZON)
+    pool = redis_client.connection_pool
+    conn = pool.get_connection()
+    conn.send_command("CLIENT", "ID")
+    conn_id = conn.read_response()
+    pool.release(conn)
+    killer = redis.Redis.from_url(redis_url)
+    killer.client_kill_filter(_id=conn_id)
+    monkeypatch.setattr(pool, "get_connection", lambda *args, **kwargs: conn)
+    batch = [TenantBatch(t, (ev(t), ev(t))) for t in ("acme", "globex")]
+    # WHEN a batch is applied on it, and (as Lambda would redeliver failures) applied again on a good one
+    first = store.apply_usage(batch, now=NOW, dedupe_horizon=HORIZON)
+    monkeypatch.undo()
+    second = store.apply_usage(batch, now=NOW, dedupe_horizon=HORIZON)
+    # THEN the first attempt failed without raising, the retry works, and every event counts once
+    assert not any(o.ok for o in first) and all("redis" in o.error for o in first)
+    assert all(o.ok for o in second) and [o.applied for o in second] == [2, 2]
+    assert store.window_totals("acme", [MONTH], NOW)["month"].requests == 3
+    assert store.window_totals("globex", [MONTH], NOW)["month"].requests == 2
+    killer.close()
