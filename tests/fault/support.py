@@ -42,7 +42,7 @@ from producers.sdk import ProducerConfig, UsageProducer
 from shared.adapters.redis_store import RedisStore
 from shared.adapters.sns_alerts import SnsAlertPublisher
 from shared.adapters.stores import build_store
-from shared.ports import QuotaStatus, Totals
+from shared.ports import ApplyOutcome, QuotaStatus, Totals
 from shared.schema import Outcome, Source, UsageEvent, encode_event, new_event_id
 from shared.windows import MONTH
 from tenantmeter_cli.demo_plan import poison_record
@@ -129,6 +129,66 @@ class RedisProcess:
         if self.running:
             self.kill()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# --- the store port ---------------------------------------------------------------------------------------------
+
+
+class StorePortWrapper:
+    """Base of the fault wrappers at the consumer's store port. Both apply paths are declared on the class, so
+    the consumer hands the wrapper rows exactly as it hands the real RedisStore (its production path); every
+    apply goes through ``around_apply``, everything else is forwarded to the real store."""
+
+    def __init__(self, inner: Any) -> None:
+        assert callable(getattr(type(inner), "apply_rows", None)), "wraps a store that takes rows (RedisStore)"
+        self.inner = inner
+
+    def apply_rows(self, batches: Sequence[Any], *, now: datetime, dedupe_horizon: timedelta) -> list[ApplyOutcome]:
+        return self.around_apply(
+            batches, lambda real: self.inner.apply_rows(real, now=now, dedupe_horizon=dedupe_horizon)
+        )
+
+    def apply_usage(self, batches: Sequence[Any], *, now: datetime, dedupe_horizon: timedelta) -> list[ApplyOutcome]:
+        return self.around_apply(
+            batches, lambda real: self.inner.apply_usage(real, now=now, dedupe_horizon=dedupe_horizon)
+        )
+
+    def around_apply(
+        self, batches: Sequence[Any], apply: Callable[[list[Any]], list[ApplyOutcome]]
+    ) -> list[ApplyOutcome]:
+        return apply(list(batches))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class FlakyPort(StorePortWrapper):
+    """Fails a random ``fail_rate`` of the tenants of each apply: half before the real apply (nothing stored),
+    half after it (stored, but the reply is lost). Either way the consumer sees ``ok=False`` for the tenant."""
+
+    def __init__(self, inner: Any, rng: random.Random, fail_rate: float) -> None:
+        super().__init__(inner)
+        self.rng = rng
+        self.fail_rate = fail_rate
+        self.failed_before = 0
+        self.failed_after = 0
+
+    def around_apply(
+        self, batches: Sequence[Any], apply: Callable[[list[Any]], list[ApplyOutcome]]
+    ) -> list[ApplyOutcome]:
+        before = {i for i in range(len(batches)) if self.rng.random() < self.fail_rate / 2}
+        after = {i for i in range(len(batches)) if i not in before and self.rng.random() < self.fail_rate / 2}
+        answers = iter(apply([b for i, b in enumerate(batches) if i not in before]))
+        out = []
+        for i, batch in enumerate(batches):
+            real = None if i in before else next(answers)
+            if real is None or i in after:
+                out.append(ApplyOutcome(batch.tenant_id, ok=False, error="injected"))
+            else:
+                out.append(real)
+        self.failed_before += len(before)
+        self.failed_after += len(after)
+        return out
 
 
 # --- AWS (moto) -----------------------------------------------------------------------------------------------

@@ -26,7 +26,15 @@ from consumers.metering.handler import lambda_handler
 from shared.ports import AlertMark, Totals
 from shared.schema import UsageEvent
 from tests.fault.oracle import expected_totals
-from tests.fault.support import Stack, away_from_midnight, bulk_registry, make_events, tiny_tier, topic_with_queue
+from tests.fault.support import (
+    Stack,
+    StorePortWrapper,
+    away_from_midnight,
+    bulk_registry,
+    make_events,
+    tiny_tier,
+    topic_with_queue,
+)
 
 pytestmark = pytest.mark.fault
 
@@ -58,7 +66,7 @@ def setup(stack: Stack, acme_requests: int, *, day_too: bool = False, contact: b
     extra = ""
     if contact:
         arn, url = topic_with_queue(stack.client, "acme-usage")
-        stack.resources.feed_queues["acme-contact"] = url
+        stack.resources.topic_arns["acme-contact"], stack.resources.feed_queues["acme-contact"] = arn, url
         extra = f'contact_topic_arn = "{arn}"\n'
     stack.use_tenants(
         tiny_tier(4, day_too=day_too, notify_tenant_at_notice=contact)
@@ -137,8 +145,7 @@ def test_an_alert_to_two_topics_whose_second_publish_fails_is_not_sent_twice_to_
     # GIVEN acme's notice goes to the info topic and to acme's own contact topic, and the publish to the
     # contact topic fails once (after the info topic got it)
     events = setup(stack, acme_requests=2, contact=True)
-    contact_arn = stack.client("sns").list_topics()["Topics"]
-    acme_topic = next(t["TopicArn"] for t in contact_arn if t["TopicArn"].endswith(":acme-usage"))
+    acme_topic = stack.resources.topic_arns["acme-contact"]
     sns = FailingSns(stack.client("sns"), lambda n, kw: kw["TopicArn"] == acme_topic and n <= 2)
     stack.cold_start(sns_client=sns)
     runner = stack.runner(max_retry_attempts=5)
@@ -175,12 +182,12 @@ def test_two_alerts_in_one_batch_the_second_failing_does_not_resend_the_first(st
     }, "restoring every mark of the tenant after one failed publish re-sends the alerts already published"
 
 
-class LostReplyOnMarks:
+class LostReplyOnMarks(StorePortWrapper):
     """The store port: ``raise_marks`` runs in Redis, then the connection drops before the reply arrives (a
     failover, a network blip, a socket timeout): the consumer sees an error, the marks stay raised."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.lost = 0
 
     def raise_marks(self, marks: list[AlertMark]) -> list[int]:
@@ -189,9 +196,6 @@ class LostReplyOnMarks:
             self.lost += 1
             raise redis.ConnectionError("Connection closed by server.")
         return levels
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 def test_a_lost_reply_to_raising_the_alert_marks_does_not_lose_the_alert_or_the_block(stack: Stack) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from datetime import datetime
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from tests.fault.oracle import expected_totals
 from tests.fault.support import (
     Poison,
     Stack,
+    StorePortWrapper,
     away_from_midnight,
     b64,
     bulk_registry,
@@ -45,22 +46,21 @@ class Killed(BaseException):
     """The process dies here: nothing after this point runs and no ``except Exception`` handler sees it."""
 
 
-class DiesAfterApply:
+class DiesAfterApply(StorePortWrapper):
     """The store port: the real apply happens, then (sometimes) the container dies before it can answer."""
 
     def __init__(self, inner: Any, lam: MortalLambda) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.lam = lam
 
-    def apply_usage(self, batches: Any, *, now: datetime, dedupe_horizon: Any) -> list[ApplyOutcome]:
-        outcomes: list[ApplyOutcome] = self.inner.apply_usage(batches, now=now, dedupe_horizon=dedupe_horizon)
+    def around_apply(
+        self, batches: Sequence[Any], apply: Callable[[list[Any]], list[ApplyOutcome]]
+    ) -> list[ApplyOutcome]:
+        outcomes = apply(list(batches))
         if self.lam.point == "after the store write" and self.lam.strikes():
             self.lam.counts["events stored by a killed invocation"] += sum(o.applied for o in outcomes)
             raise Killed
         return outcomes
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 class MortalLambda:

@@ -6,7 +6,8 @@ The consumer engineer's replay harness (tests/unit/consumer/replay.py, also run 
 tests/integration/test_consumer_replay.py) drives ``MeteringService.process`` with a simulated mapping. What is
 added here: the real runner's checkpoint and bisect rules, the real handler and its bootstrap (including cold
 starts, which empty the warm caches the Redis store uses to predict duplicates), records as the producer
-really writes them, and lost replies both from the store (FlakyStore, reused) and from the whole invocation.
+really writes them, the store's production path (rows), and lost replies both from the store port and from
+the whole invocation.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import pytest
 from consumers.metering.handler import lambda_handler
 from shared.ports import Totals
 from tests.fault.oracle import expected_totals
-from tests.fault.support import Stack, away_from_midnight, bulk_registry, make_events, tenant_ids
-from tests.unit.consumer.replay import FlakyStore
+from tests.fault.support import FlakyPort, Stack, away_from_midnight, bulk_registry, make_events, tenant_ids
 
 pytestmark = pytest.mark.fault
 
@@ -33,19 +33,19 @@ class ChaoticLambda:
     the same batch (retries after lost replies or timeouts: only the last answer reaches the mapping); then the
     invocation may still fail as a whole (a timeout after the work was done: the runner bisects), or its answer
     may report one more record failed than the handler did (a partial success whose reply was garbled). The
-    store fails some tenants' applies, half of them after the real apply (FlakyStore). Now and then (and at
+    store port fails some tenants' applies, half of them after the real apply (FlakyPort). Now and then (and at
     least every 15th time) the invocation lands on a cold container."""
 
     def __init__(self, stack: Stack, rng: random.Random) -> None:
         self.stack = stack
         self.rng = rng
-        self.stores: list[FlakyStore] = []
+        self.stores: list[FlakyPort] = []
         self.counts: Counter[str] = Counter()
         self.cold_start()
 
     def cold_start(self) -> None:
-        def flaky(store: Any) -> FlakyStore:
-            wrapped = FlakyStore(store, self.rng, fail_rate=0.03)
+        def flaky(store: Any) -> FlakyPort:
+            wrapped = FlakyPort(store, self.rng, fail_rate=0.06)
             self.stores.append(wrapped)
             return wrapped
 
@@ -109,7 +109,7 @@ def test_every_batch_delivered_1_to_10_times_with_random_failures_counts_each_ev
     assert stack.totals(TENANTS, at) == {t: want.get(t, Totals()) for t in TENANTS}
     assert runner.stats.sent_to_failure_destination == 0 and stack.failure_batches() == []
     # AND the faults really happened
-    assert sum(s.injected + s.lost_replies for s in chaos.stores) > 0
+    assert sum(s.failed_before for s in chaos.stores) > 0 and sum(s.failed_after for s in chaos.stores) > 0
     assert runner.stats.bisections > 0 and runner.stats.partial_failures > 0
     assert chaos.counts["cold starts"] > 1 and chaos.counts["delivered 10x"] > 0
     print(f"\nseed {seed}: {dict(chaos.counts)}, runner {runner.stats}")
