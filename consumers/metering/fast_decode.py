@@ -16,8 +16,9 @@ fallback: it reads UTF-8 only (``json.loads`` also detects UTF-16/32), rejects l
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Final, Literal, NamedTuple
+from typing import Annotated, Final, Literal, NamedTuple, Protocol
 
 import msgspec
 
@@ -67,10 +68,40 @@ class _WireEvent(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _DECODER: Final = msgspec.json.Decoder(_WireEvent)
-_COUNTED: Final = frozenset((Outcome.SUCCESS.value, Outcome.MODEL_ERROR.value))
+# The outcomes that count as a request (a model call); a StrEnum Outcome matches its value here too.
+COUNTED: Final = frozenset((Outcome.SUCCESS.value, Outcome.MODEL_ERROR.value))
 _MEMO_LIMIT: Final = 50_000
 _EVENT_ID_MATCH: Final = EVENT_ID_RE.fullmatch
 _TAG_KEY_MATCH: Final = TAG_KEY_RE.fullmatch
+
+
+class EventFields(Protocol):
+    """What the consumer reads of an event: a msgspec-decoded ``_WireEvent``, or a strictly decoded UsageEvent."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def cache_read_tokens(self) -> int: ...
+    @property
+    def cache_write_tokens(self) -> int: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def tags(self) -> Mapping[str, str]: ...
+    @property
+    def reservation_id(self) -> str: ...
 
 
 class QuickEvent(NamedTuple):
@@ -111,6 +142,29 @@ class QuickDecoder:
         memo.add(value)
 
     def decode(self, data: bytes) -> QuickEvent | None:
+        found = self.decode_fields(data)
+        if found is None:
+            return None
+        ev, at, minute = found
+        return QuickEvent(
+            ev.event_id,
+            at,
+            minute,
+            ev.tenant_id,
+            ev.model,
+            ev.model_id,
+            ev.region,
+            ev.input_tokens,
+            ev.output_tokens,
+            ev.cache_read_tokens,
+            ev.cache_write_tokens,
+            ev.outcome in COUNTED,
+            dict(ev.tags),
+            ev.reservation_id,
+        )
+
+    def decode_fields(self, data: bytes) -> tuple[EventFields, datetime, int] | None:
+        """The validated event (read its fields as attributes), its time and its unix minute; None: not sure."""
         if len(data) > MAX_EVENT_BYTES:
             return None
         try:
@@ -154,22 +208,7 @@ class QuickDecoder:
             return None
         if at.tzinfo is not UTC:  # 'Z' and '+00:00' parse to the UTC singleton; anything else: the slow path
             return None
-        return QuickEvent(
-            event_id,
-            at,
-            self._minute(occurred, at),
-            tenant_id,
-            ev.model,
-            ev.model_id,
-            region,
-            ev.input_tokens,
-            ev.output_tokens,
-            ev.cache_read_tokens,
-            ev.cache_write_tokens,
-            ev.outcome in _COUNTED,
-            tags,
-            reservation,
-        )
+        return ev, at, self._minute(occurred, at)
 
     def _minute(self, text: str, at: datetime) -> int:
         """The unix minute of a parsed UTC timestamp, remembered per "YYYY-MM-DDTHH:MM" prefix: with '-' at 4

@@ -30,6 +30,7 @@ from shared.ports import QuarantinedRecord, StreamPosition
 _DIGEST_SIZE: Final = 16
 MAX_SEQUENCE_DIGITS: Final = 64
 _SUB_ZERO: Final = "0" * 10  # a plain record's sub-sequence number, as StreamPosition.padded writes it
+_PAD: Final = tuple("0" * (MAX_SEQUENCE_DIGITS - n) for n in range(MAX_SEQUENCE_DIGITS + 1))  # left zeros by length
 
 
 class Reason:
@@ -97,11 +98,20 @@ def split_records(records: Iterable[Mapping[str, Any]]) -> Split:
     bad: list[QuarantinedRecord] = []
     item_ids: list[str] = []
     oldest: float | None = None
+    make = UserRecord._make
+    last_shard, last_prefix = "unknown-shard", "\0"  # a batch comes from one shard: its eventIDs share a prefix
     for record in records:
+        kinesis: Any = None
+        shard = "unknown-shard"
         # dict first: it short-circuits the ABC check, which alone costs more than a plain record's split
-        is_mapping = isinstance(record, (dict, Mapping))
-        kinesis = record.get("kinesis") if is_mapping else None
-        shard = shard_of(record) if is_mapping else "unknown-shard"
+        if isinstance(record, (dict, Mapping)):  # a Lambda event is JSON: a record may be anything
+            kinesis = record.get("kinesis")
+            event_id = record.get("eventID")
+            if type(event_id) is str and event_id.startswith(last_prefix):
+                shard = last_shard
+            else:
+                shard = shard_of(record)
+                last_shard, last_prefix = shard, f"{shard}:"
         if not isinstance(kinesis, (dict, Mapping)):
             bad.append(_bad_lambda_record(record, shard, "", "record has no 'kinesis' object"))
             continue
@@ -116,7 +126,9 @@ def split_records(records: Iterable[Mapping[str, Any]]) -> Split:
             continue
         item_ids.append(seq)
         pk = kinesis.get("partitionKey")
-        arrived = _arrival(kinesis.get("approximateArrivalTimestamp"))
+        arrived = kinesis.get("approximateArrivalTimestamp")
+        if type(arrived) is not float:
+            arrived = _arrival(arrived)
         if arrived and (oldest is None or arrived < oldest):
             oldest = arrived
         try:
@@ -127,12 +139,12 @@ def split_records(records: Iterable[Mapping[str, Any]]) -> Split:
         if not isinstance(pk, str):
             bad.append(_bad_lambda_record(record, shard, seq, "missing partitionKey"))
             continue
-        if data[:4] == MAGIC and len(data) > 4 + _DIGEST_SIZE:
+        if data.startswith(MAGIC) and len(data) > 4 + _DIGEST_SIZE:
             body, digest = data[4:-_DIGEST_SIZE], data[-_DIGEST_SIZE:]
             if hashlib.md5(body).digest() == digest:  # noqa: S324 - the KPL wire format's checksum
                 _split_aggregate(body, data, shard, pk, seq, arrived, out, bad)
                 continue
-        out.append(UserRecord(data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", f"{seq:0>64}{_SUB_ZERO}"))
+        out.append(make((data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", f"{_PAD[len(seq)]}{seq}{_SUB_ZERO}")))
     return Split(out, bad, item_ids, oldest)
 
 
