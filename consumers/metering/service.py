@@ -22,7 +22,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, NamedTuple, Protocol, cast
 
@@ -36,6 +36,7 @@ from shared.ports import (
     QuarantinedRecord,
     QuarantineSink,
     QuotaState,
+    TargetedAlertPublisher,
     WindowStore,
 )
 from shared.store_layout import EventRow, RowWindowStore, TenantRows, batch_from_rows
@@ -338,43 +339,49 @@ class MeteringService:
             candidates += evaluate(self.tenants.get(tenant_id), totals, now, clock=clock, known=known)
         if not candidates:
             return
+        # A finding's mark is raised only once every action of it has been carried out, so a mark found below
+        # its level means "not (completely) done": a crash, a lost store reply or a failed publish on an
+        # earlier delivery of these records is finished now instead of being forgotten.
         try:
-            previous = self.store.raise_marks([f.mark for f in candidates])
+            stored = self.store.raise_marks([replace(f.mark, level=0) for f in candidates])
         except Exception:
-            self.log.error("could not raise alert marks: reporting the tenants' records for retry", exc_info=True)
+            self.log.error("could not read alert marks: reporting the tenants' records for retry", exc_info=True)
             for finding in candidates:
                 failed.update(items[finding.mark.tenant_id])
             return
-        raised: dict[str, list[tuple[Finding, int]]] = {}
-        for finding, prev in zip(candidates, previous, strict=True):
+        todo: dict[str, list[Finding]] = {}
+        for finding, level in zip(candidates, stored, strict=True):
             m = finding.mark
-            if prev >= m.level:
-                self.marks.remember(m.tenant_id, m.rule, m.period, prev)
+            if level >= m.level:
+                self.marks.remember(m.tenant_id, m.rule, m.period, level)
             else:
-                raised.setdefault(m.tenant_id, []).append((finding, prev))
-        for tenant_id, findings in raised.items():
+                todo.setdefault(m.tenant_id, []).append(finding)
+        for tenant_id, findings in todo.items():
             self._act(tenant_id, findings, items, result, failed)
 
     def _act(
         self,
         tenant_id: str,
-        findings: Sequence[tuple[Finding, int]],
+        findings: Sequence[Finding],
         items: Mapping[str, set[str]],
         result: BatchResult,
         failed: set[str],
     ) -> None:
+        """Carry out the findings' actions, each alert target at most once (a delivery mark per target records
+        it), then raise the findings' marks. On any failure the tenant's records are retried, and the retry
+        does only what is left. At least once: a crash between a publish and its delivery mark re-sends it."""
         done = {"blocks": 0, "flags": 0, "alerts": 0}
         try:
-            for finding, _ in findings:
+            # Blocks and reserve flags are idempotent writes: repeated until their finding completes.
+            for finding in findings:
                 if finding.block is not None:
                     self.store.set_block(finding.block)
                     done["blocks"] += 1
                 if finding.reserve is not None:
                     self.store.set_reserve_flag(finding.reserve)
                     done["flags"] += 1
-            for finding, _ in findings:
-                if finding.alert is not None:
-                    self.alerts.publish(finding.alert)
+            for finding in findings:
+                if finding.alert is not None and self._deliver(finding):
                     done["alerts"] += 1
                     self.log.info(
                         "alert published",
@@ -385,26 +392,44 @@ class MeteringService:
                             "metric": finding.alert.metric,
                         },
                     )
+            self.store.raise_marks([f.mark for f in findings])
         except Exception:
             self.log.error(
-                "alert actions failed: restoring marks and reporting the tenant's records for retry",
+                "alert actions failed: reporting the tenant's records for retry (done targets are not re-sent)",
                 extra={"tenant_id": tenant_id},
                 exc_info=True,
             )
-            for finding, prev in findings:
-                try:
-                    self.store.restore_mark(finding.mark, prev)
-                except Exception:
-                    self.log.error("could not restore an alert mark", extra={"tenant_id": tenant_id}, exc_info=True)
             failed.update(items[tenant_id])
             return
         finally:
             result.blocks_written += done["blocks"]
             result.reserve_flags_written += done["flags"]
             result.alerts_published += done["alerts"]
-        for finding, _ in findings:
+        for finding in findings:
             m = finding.mark
             self.marks.remember(m.tenant_id, m.rule, m.period, m.level)
+
+    def _deliver(self, finding: Finding) -> bool:
+        """Publish the finding's alert to each target that has not had it; True if anything was sent."""
+        alert = finding.alert
+        assert alert is not None
+        m = finding.mark
+        publisher = self.alerts
+        # A publisher that cannot address targets one by one is one target ("*").
+        targets = publisher.targets(alert) if isinstance(publisher, TargetedAlertPublisher) else ["*"]
+        steps = [replace(m, rule=f"{m.rule}>{target}") for target in targets]
+        delivered = self.store.raise_marks([replace(step, level=0) for step in steps])
+        sent = False
+        for target, step, level in zip(targets, steps, delivered, strict=True):
+            if level >= step.level:
+                continue  # this target had it on an earlier delivery of these records
+            if isinstance(publisher, TargetedAlertPublisher):
+                publisher.publish_to(alert, target)
+            else:
+                publisher.publish(alert)
+            self.store.raise_marks([step])
+            sent = True
+        return sent
 
     # --- quarantine --------------------------------------------------------------------------------------
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 
 from aws_kinesis_agg import MAGIC
 from aws_kinesis_agg.deaggregator import deaggregate_records
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumers.metering.records import Reason, split_records
 from shared.schema import decode_event
@@ -117,3 +120,21 @@ def test_a_sequence_number_wider_than_the_high_water_marks_is_quarantined() -> N
     split = split_records([record])
     assert split.records == [] and [q.reason for q in split.quarantined] == [Reason.BAD_LAMBDA_RECORD]
     assert "64 digits" in split.quarantined[0].detail["error"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ABCDab01+/=\n -_", max_size=24))
+def test_base64_data_is_read_exactly_as_strict_binascii_reads_it(text: str) -> None:
+    # The fast base64 decoder must neither accept nor refuse what binascii's strict mode would not.
+    shard = Shard()
+    record = shard.record(b"", "acme")
+    record["kinesis"]["data"] = text
+    split = split_records([record])
+    try:
+        want: bytes | None = binascii.a2b_base64(text, strict_mode=True)
+    except binascii.Error:
+        want = None
+    if want is None:
+        assert split.records == [] and [q.reason for q in split.quarantined] == [Reason.BAD_LAMBDA_RECORD]
+    else:
+        assert [r.data for r in split.records] == [want] and split.quarantined == []
