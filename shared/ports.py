@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from shared.decisions import AlertLevel, BlockRecord, Metric
 from shared.schema import UsageEvent
@@ -261,7 +261,7 @@ class AlertMark:
 class AlertMarks(Protocol):
     def raise_marks(self, marks: Sequence[AlertMark]) -> list[int]:
         """For each mark, atomically: if the stored level is lower, store ``mark.level``. Returns the level
-        stored before (0 if none); the caller acts only where that is below ``mark.level``."""
+        stored before (0 if none). A mark of level 0 never stores anything: raising it reads the level."""
         ...
 
     def restore_mark(self, mark: AlertMark, previous: int) -> None:
@@ -321,3 +321,13 @@ class AlertPublisher(Protocol):
     def publish(self, alert: AlertMessage) -> None:
         """Publish or raise; the consumer retries the batch's records when this raises."""
         ...
+
+
+@runtime_checkable
+class TargetedAlertPublisher(AlertPublisher, Protocol):
+    """A publisher that can name an alert's targets and publish to one at a time, so that a retry after a
+    partial failure re-sends only to the targets that missed it (SnsAlertPublisher is one)."""
+
+    def targets(self, alert: AlertMessage) -> list[str]: ...
+
+    def publish_to(self, alert: AlertMessage, target: str) -> None: ...

@@ -54,12 +54,21 @@ class SnsAlertPublisher:
             self._client = boto3.client("sns")
         return self._client
 
-    def publish(self, alert: AlertMessage) -> None:
+    def targets(self, alert: AlertMessage) -> list[str]:
+        """The topic ARNs ``alert`` goes to: its severities' topics and the tenant's own, each once."""
         targets = [self.topic_arns[s] for s in alert.severities if s in self.topic_arns]
         if alert.tenant_topic_arn:
             targets.append(alert.tenant_topic_arn)
-        body = alert_body(alert)
-        attributes = alert_attributes(alert)
+        return list(dict.fromkeys(targets))
+
+    def publish_to(self, alert: AlertMessage, target: str) -> None:
+        """Publish ``alert`` to one of its targets (the consumer records each delivery, so a retry after a
+        partial failure sends only to the targets that missed it)."""
         subject = f"tenantmeter {alert.level}: {alert.tenant_id} {alert.window} {alert.metric}"[:100]
-        for arn in dict.fromkeys(targets):
-            self.client.publish(TopicArn=arn, Message=body, Subject=subject, MessageAttributes=attributes)
+        self.client.publish(
+            TopicArn=target, Message=alert_body(alert), Subject=subject, MessageAttributes=alert_attributes(alert)
+        )
+
+    def publish(self, alert: AlertMessage) -> None:
+        for target in self.targets(alert):
+            self.publish_to(alert, target)
