@@ -48,6 +48,7 @@ from shared.windows import (
 SPIKE_FACTOR: Final = 5
 SPIKE_MIN_TOKENS: Final = 50_000
 PROJECTED_WINDOWS: Final = frozenset({"day", "month"})
+_PREV_HOUR: Final = previous_name(HOUR)
 
 _WINDOW_WORDS: Final = {
     "1m": "1-minute",
@@ -142,6 +143,7 @@ class Clock:
         self._periods: dict[Window, str] = {}
         self._resets: dict[Window, datetime] = {}
         self._ends: dict[Window, datetime] = {}
+        self._left: dict[Window, float] = {}
 
     def period(self, window: Window) -> str:
         found = self._periods.get(window)
@@ -153,6 +155,13 @@ class Clock:
         found = self._resets.get(window)
         if found is None:
             found = self._resets[window] = window_reset(window, self.now)
+        return found
+
+    def seconds_left(self, window: Window) -> float:
+        """Seconds from now to the window's reset."""
+        found = self._left.get(window)
+        if found is None:
+            found = self._left[window] = (self.reset(window) - self.now).total_seconds()
         return found
 
     def end(self, window: Window) -> datetime:
@@ -184,11 +193,13 @@ def evaluate(
         clock = Clock(now)
     findings: list[Finding] = []
     for rule in tenant.quotas:
-        if rule.window.name in totals:
-            findings.extend(_quota_findings(tenant, rule, totals[rule.window.name], clock, known))
-            projection = _projection(tenant, rule, totals, clock, known)
-            if projection is not None:
-                findings.append(projection)
+        name = rule.window.name
+        if name in totals:
+            findings += _quota_findings(tenant, rule, totals[name], clock, known)
+            if name in PROJECTED_WINDOWS:
+                projection = _projection(tenant, rule, totals, clock, known)
+                if projection is not None:
+                    findings.append(projection)
     spike = _spike(tenant, totals, clock, known)
     if spike is not None:
         findings.append(spike)
@@ -280,7 +291,7 @@ def _quota_findings(tenant: Tenant, rule: QuotaRule, total: Totals, clock: Clock
 
 def hourly_rate(totals: Mapping[str, Totals], metric: Metric, now: datetime | Clock) -> int | None:
     """The metric per hour over the previous clock hour and the current one so far."""
-    prev = previous_name(HOUR)
+    prev = _PREV_HOUR
     if "hour" not in totals or prev not in totals:
         return None
     elapsed = (now if isinstance(now, Clock) else Clock(now)).hour_elapsed
@@ -313,13 +324,12 @@ def _projection(
     limit_at = _limit_at(rule.limit, tenant.thresholds.exhausted)
     if hourly is None or hourly <= 0 or used >= limit_at:
         return None
-    now = clock.now
-    reset = clock.reset(window)
-    seconds_left = (reset - now).total_seconds()
     # Integer arithmetic on the quantities; the time is the only float, and only for when, not how much.
     seconds_to_exhaust = (limit_at - used) * 3600 / hourly
-    if seconds_to_exhaust >= seconds_left:
+    if seconds_to_exhaust >= clock.seconds_left(window):
         return None
+    now = clock.now
+    reset = clock.reset(window)
     rule_key = f"projection|{window.name}|{metric.value}"
     period = clock.period(window)
     if known(rule_key, period, 1):
@@ -339,7 +349,7 @@ def _projection(
 
 def spike_baseline(totals: Mapping[str, Totals]) -> tuple[int, int] | None:
     """(tokens in the last 5 minutes, average tokens per 5 minutes over the previous clock hour)."""
-    prev = previous_name(HOUR)
+    prev = _PREV_HOUR
     if "5m" not in totals or prev not in totals:
         return None
     return totals["5m"].tokens, totals[prev].tokens // 12

@@ -1056,12 +1056,31 @@ class RedisStore:
     def raise_marks(self, marks: Sequence[AlertMark]) -> list[int]:
         if not marks:
             return []
-        pipe = self.client.pipeline(transaction=False)
         now = datetime.now(UTC)
-        for m in marks:
-            ttl = max(60, int((m.expires - now).total_seconds()))
-            self._mark(keys=[f"{_tk(m.tenant_id)}:al:{m.period}"], args=[m.rule, m.level, ttl], client=pipe)
-        return [int(v) for v in pipe.execute()]
+        calls = [
+            (f"{_tk(m.tenant_id)}:al:{m.period}", m.rule, m.level, max(60, int((m.expires - now).total_seconds())))
+            for m in marks
+        ]
+        return [int(v) for v in self._run_scripts(self._mark, 1, calls)]
+
+    def _run_scripts(self, script: Script, nkeys: int, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """EVALSHA ``script`` once per call (keys then args) on the stream, loading the script if Redis lost it;
+        the first error reply raises, after every call ran (as redis-py's pipeline does)."""
+        replies = self._stream.wait(
+            self._stream.send(b"".join([pack_command(("EVALSHA", script.sha, nkeys, *c)) for c in calls]), len(calls))
+        )
+        lost = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if lost:
+            script.sha = self.client.script_load(script.script)
+            again = self._stream.send(
+                b"".join([pack_command(("EVALSHA", script.sha, nkeys, *calls[n])) for n in lost]), len(lost)
+            )
+            for n, reply in zip(lost, self._stream.wait(again), strict=True):
+                replies[n] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     def restore_mark(self, mark: AlertMark, previous: int) -> None:
         self._restore(keys=[f"{_tk(mark.tenant_id)}:al:{mark.period}"], args=[mark.rule, mark.level, previous])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shared.adapters.redis_store import RedisStore
-from shared.ports import TenantBatch
+from shared.ports import AlertMark, TenantBatch
 from shared.windows import MONTH
 from tests.unit.adapters.store_contract import HORIZON, NOW, StoreContract, ev
 
@@ -97,3 +98,12 @@ def test_a_connection_lost_mid_batch_reports_failures_and_never_counts_twice(
     assert store.window_totals("acme", [MONTH], NOW)["month"].requests == 3
     assert store.window_totals("globex", [MONTH], NOW)["month"].requests == 2
     killer.close()
+
+
+def test_alert_marks_survive_the_server_losing_its_scripts(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client)
+    mark = AlertMark("acme", "quota|month|cost_usd", "202611", 2, NOW + timedelta(days=30))
+    assert store.raise_marks([mark]) == [0]
+    redis_client.script_flush()
+    assert store.raise_marks([mark, replace(mark, level=3)]) == [2, 2]
+    assert store.raise_marks([mark]) == [3]
