@@ -83,7 +83,7 @@ variable "consumer" {
       batch_size                 = optional(number, 500)
       batching_window_seconds    = optional(number, 1)
       parallelization_factor     = optional(number, 1)
-      maximum_retry_attempts     = optional(number, 5)
+      maximum_retry_attempts     = optional(number, 10000)
       maximum_record_age_seconds = optional(number, 3600)
       starting_position          = optional(string, "TRIM_HORIZON")
       enhanced_fan_out           = optional(bool, false)
