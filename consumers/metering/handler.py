@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from consumers.metering.bootstrap import Container, get_container
 from consumers.metering.service import BatchResult
@@ -55,6 +56,8 @@ def publish_metrics(container: Container, result: BatchResult, now: datetime) ->
         age = max(0.0, now.timestamp() - result.oldest_arrival)
         metrics.add_metric(name="BatchAgeSeconds", unit=MetricUnit.Seconds, value=age)
     metrics.flush_metrics()
+    if is_metrics_disabled():  # single_metric prints regardless of POWERTOOLS_METRICS_DISABLED (Powertools 3.x)
+        return
     for reason, n in sorted(result.quarantined.items()):
         with single_metric(
             name="Quarantined", unit=count, value=n, namespace=metrics.namespace, default_dimensions={}
