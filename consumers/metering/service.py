@@ -30,6 +30,7 @@ from consumers.metering.alert_rules import READ_PREVIOUS, Clock, Finding, evalua
 from consumers.metering.records import UserRecord, split_records
 from consumers.metering.validate import Meter
 from shared.ports import (
+    AlertMark,
     AlertMarks,
     AlertPublisher,
     ApplyOutcome,
@@ -356,80 +357,113 @@ class MeteringService:
                 self.marks.remember(m.tenant_id, m.rule, m.period, level)
             else:
                 todo.setdefault(m.tenant_id, []).append(finding)
-        for tenant_id, findings in todo.items():
-            self._act(tenant_id, findings, items, result, failed)
+        if todo:
+            self._act(todo, items, result, failed)
 
     def _act(
         self,
-        tenant_id: str,
-        findings: Sequence[Finding],
+        todo: Mapping[str, Sequence[Finding]],
         items: Mapping[str, set[str]],
         result: BatchResult,
         failed: set[str],
     ) -> None:
         """Carry out the findings' actions, each alert target at most once (a delivery mark per target records
         it), then raise the findings' marks. On any failure the tenant's records are retried, and the retry
-        does only what is left. At least once: a crash between a publish and its delivery mark re-sends it."""
-        done = {"blocks": 0, "flags": 0, "alerts": 0}
+        does only what is left. At least once: a crash between a publish and its delivery mark re-sends it.
+
+        The delivery marks of every finding are read in one store call before publishing, and the delivery
+        marks of the targets published and the findings' marks are raised in one call after (one or two store
+        round trips per finding and target made most of a batch's alert time); a tenant whose actions fail still
+        gets the delivery marks of the targets it reached, so its retry does not re-send them."""
+        publisher = self.alerts
+        targeted = isinstance(publisher, TargetedAlertPublisher)  # (a Protocol check: once, not per alert)
+        steps: dict[int, list[tuple[str, AlertMark]]] = {}  # id(finding) -> (target, delivery mark)
+        checks: list[AlertMark] = []
+        for findings in todo.values():
+            for finding in findings:
+                if finding.alert is None:
+                    continue
+                m = finding.mark
+                targets = cast(TargetedAlertPublisher, publisher).targets(finding.alert) if targeted else ["*"]
+                steps[id(finding)] = [(t, replace(m, rule=f"{m.rule}>{t}")) for t in targets]
+                checks += [replace(step, level=0) for _, step in steps[id(finding)]]
         try:
-            # Blocks and reserve flags are idempotent writes: repeated until their finding completes.
-            for finding in findings:
-                if finding.block is not None:
-                    self.store.set_block(finding.block)
-                    done["blocks"] += 1
-                if finding.reserve is not None:
-                    self.store.set_reserve_flag(finding.reserve)
-                    done["flags"] += 1
-            for finding in findings:
-                if finding.alert is not None and self._deliver(finding):
-                    done["alerts"] += 1
-                    self.log.info(
-                        "alert published",
-                        extra={
-                            "tenant_id": tenant_id,
-                            "level": finding.alert.level,
-                            "window": finding.alert.window,
-                            "metric": finding.alert.metric,
-                        },
-                    )
-            self.store.raise_marks([f.mark for f in findings])
+            levels = iter(self.store.raise_marks(checks) if checks else [])
         except Exception:
             self.log.error(
-                "alert actions failed: reporting the tenant's records for retry (done targets are not re-sent)",
-                extra={"tenant_id": tenant_id},
-                exc_info=True,
+                "could not read alert delivery marks: reporting the tenants' records for retry", exc_info=True
             )
-            failed.update(items[tenant_id])
+            for tenant_id in todo:
+                failed.update(items[tenant_id])
             return
-        finally:
-            result.blocks_written += done["blocks"]
-            result.reserve_flags_written += done["flags"]
-            result.alerts_published += done["alerts"]
-        for finding in findings:
-            m = finding.mark
-            self.marks.remember(m.tenant_id, m.rule, m.period, m.level)
-
-    def _deliver(self, finding: Finding) -> bool:
-        """Publish the finding's alert to each target that has not had it; True if anything was sent."""
-        alert = finding.alert
-        assert alert is not None
-        m = finding.mark
-        publisher = self.alerts
-        # A publisher that cannot address targets one by one is one target ("*").
-        targets = publisher.targets(alert) if isinstance(publisher, TargetedAlertPublisher) else ["*"]
-        steps = [replace(m, rule=f"{m.rule}>{target}") for target in targets]
-        delivered = self.store.raise_marks([replace(step, level=0) for step in steps])
-        sent = False
-        for target, step, level in zip(targets, steps, delivered, strict=True):
-            if level >= step.level:
-                continue  # this target had it on an earlier delivery of these records
-            if isinstance(publisher, TargetedAlertPublisher):
-                publisher.publish_to(alert, target)
-            else:
-                publisher.publish(alert)
-            self.store.raise_marks([step])
-            sent = True
-        return sent
+        delivered = {key: [next(levels) for _ in pairs] for key, pairs in steps.items()}
+        to_raise: list[AlertMark] = []
+        done_tenants: list[str] = []
+        for tenant_id, findings in todo.items():
+            done = {"blocks": 0, "flags": 0, "alerts": 0}
+            sent_steps: list[AlertMark] = []
+            try:
+                # Blocks and reserve flags are idempotent writes: repeated until their finding completes.
+                for finding in findings:
+                    if finding.block is not None:
+                        self.store.set_block(finding.block)
+                        done["blocks"] += 1
+                    if finding.reserve is not None:
+                        self.store.set_reserve_flag(finding.reserve)
+                        done["flags"] += 1
+                for finding in findings:
+                    alert = finding.alert
+                    if alert is None:
+                        continue
+                    sent = False
+                    for (target, step), level in zip(steps[id(finding)], delivered[id(finding)], strict=True):
+                        if level >= step.level:
+                            continue  # this target had it on an earlier delivery of these records
+                        if targeted:
+                            cast(TargetedAlertPublisher, publisher).publish_to(alert, target)
+                        else:
+                            publisher.publish(alert)
+                        sent_steps.append(step)
+                        sent = True
+                    if sent:
+                        done["alerts"] += 1
+                        self.log.info(
+                            "alert published",
+                            extra={
+                                "tenant_id": tenant_id,
+                                "level": alert.level,
+                                "window": alert.window,
+                                "metric": alert.metric,
+                            },
+                        )
+            except Exception:
+                self.log.error(
+                    "alert actions failed: reporting the tenant's records for retry (done targets are not re-sent)",
+                    extra={"tenant_id": tenant_id},
+                    exc_info=True,
+                )
+                failed.update(items[tenant_id])
+                to_raise += sent_steps  # the targets it reached are not sent again
+                continue
+            finally:
+                result.blocks_written += done["blocks"]
+                result.reserve_flags_written += done["flags"]
+                result.alerts_published += done["alerts"]
+            to_raise += sent_steps  # before the findings' own marks: a mark is raised after all its actions
+            to_raise += [f.mark for f in findings]
+            done_tenants.append(tenant_id)
+        try:
+            if to_raise:
+                self.store.raise_marks(to_raise)
+        except Exception:
+            self.log.error("could not raise alert marks: reporting the tenants' records for retry", exc_info=True)
+            for tenant_id in done_tenants:
+                failed.update(items[tenant_id])
+            return
+        for tenant_id in done_tenants:
+            for finding in todo[tenant_id]:
+                m = finding.mark
+                self.marks.remember(m.tenant_id, m.rule, m.period, m.level)
 
     # --- quarantine --------------------------------------------------------------------------------------
 
