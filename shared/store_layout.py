@@ -16,10 +16,13 @@ Each prefix holds six integer counters (``COUNTERS``): input, output, cache-read
 cost in nano-dollars. A batch is aggregated here, in Python, per tenant and bucket before it reaches a store,
 so store work grows with tenants and dimensions, not events.
 
-Dedupe (the exactly-once part) is defined here once too: an event is a duplicate if its stream position is at
-or below the tenant's high-water mark for its (shard, partition key), or its event id was remembered (keyed by
-the event's occurred-at hour, for ``dedupe_horizon`` after it was last written), or it repeats an event id
-earlier in the same batch. Standard library only.
+Dedupe (the exactly-once part) is defined here once too: an event is a duplicate if its event id was remembered
+(keyed by the event's occurred-at hour, for ``dedupe_horizon`` after it was last written), or it repeats an event
+id earlier in the same batch, or (only for events whose occurred-at hour is not well inside the horizon, see
+``hwm_applies``) its stream position is at or below the tenant's high-water mark for its (shard, partition key).
+Inside the horizon the event-id sets are authoritative, so a range the mapping gave up on can be replayed after
+later records moved the mark past it; beyond it, where the sets have expired, the mark still catches Lambda's
+redeliveries. Standard library only.
 """
 
 from __future__ import annotations
@@ -66,6 +69,17 @@ APPLICATION_TAG: Final = "applicationId"
 HWM_RETENTION: Final = timedelta(days=8)
 
 EVENT_DIGEST_BYTES: Final = 12
+
+# Producer clocks may run ahead of the consumer's: an event-id set is trusted only for occurred-at hours at least
+# this far inside the horizon.
+CLOCK_SKEW_MARGIN: Final = timedelta(hours=1)
+
+
+def hwm_applies(occurred_hour_start_s: int, now_s: int, horizon_s: int) -> bool:
+    """Whether the high-water mark must be checked for events of the occurred-at hour starting at
+    ``occurred_hour_start_s`` (unix seconds): unless the whole hour is inside the horizon by the skew margin,
+    its event-id set may have expired, and only the mark can recognise a redelivery."""
+    return occurred_hour_start_s < now_s - horizon_s + int(CLOCK_SKEW_MARGIN.total_seconds())
 
 
 def clean_dimension(value: str) -> str:
@@ -279,9 +293,13 @@ def split_duplicates(
     events: Sequence[MeteredEvent],
     high_water: Mapping[str, tuple[int, int]],
     seen: Callable[[MeteredEvent], bool],
+    *,
+    now: datetime,
+    horizon: timedelta,
 ) -> DedupeSplit:
     """The one dedupe rule (see module docstring). ``high_water`` is the stored mark per stream key before
     this batch; ``seen`` says whether an event id is remembered."""
+    now_s, horizon_s = int(now.timestamp()), int(horizon.total_seconds())
     new: list[MeteredEvent] = []
     dups: list[MeteredEvent] = []
     batch_ids: set[str] = set()
@@ -292,7 +310,9 @@ def split_duplicates(
         stored = high_water.get(key)
         if key not in marks or order > marks[key]:
             marks[key] = order
-        if (stored is not None and order <= stored) or event.event_id in batch_ids or seen(event):
+        hour_start_s = int(event.occurred_at.timestamp()) // 3600 * 3600
+        below_mark = stored is not None and order <= stored and hwm_applies(hour_start_s, now_s, horizon_s)
+        if below_mark or event.event_id in batch_ids or seen(event):
             dups.append(event)
         else:
             new.append(event)

@@ -52,6 +52,7 @@ from shared.store_layout import (
     aggregate_fields,
     dimension_sums,
     fields_to_totals,
+    hwm_applies,
     month_days,
     parse_dim_prefix,
     previous_period,
@@ -82,6 +83,11 @@ def _tpk(tenant_id: str) -> str:
 
 def _epoch(t: datetime) -> int:
     return int(t.timestamp())
+
+
+def _hwm_applies(event: MeteredEvent, now: datetime, horizon: timedelta) -> bool:
+    hour_start_s = int(event.occurred_at.timestamp()) // 3600 * 3600
+    return hwm_applies(hour_start_s, int(now.timestamp()), int(horizon.total_seconds()))
 
 
 def _position(event: MeteredEvent) -> str:
@@ -249,7 +255,8 @@ class DynamoStore:
                 for e in chunk:
                     mark = marks.get((tpk, f"H#{e.position.stream_key}"))
                     ids = e.event_id
-                    dup = (mark is not None and _position(e) <= mark) or ids in seen or ids in known or ids in in_chunk
+                    below = mark is not None and _position(e) <= mark and _hwm_applies(e, now, horizon)
+                    dup = below or ids in seen or ids in known or ids in in_chunk
                     in_chunk.add(ids)
                     flags.append(dup)
                 failed = self._transact(batch.tenant_id, chunk, flags, marks, settle, now, horizon)

@@ -112,7 +112,7 @@ class InMemoryStore:
             entry = self._seen.get((tenant, dedupe_bucket(event)))
             return entry is not None and entry[1] > now and event.event_id in entry[0]
 
-        split = split_duplicates(batch.events, marks, seen)
+        split = split_duplicates(batch.events, marks, seen, now=now, horizon=horizon)
         for (granularity, ident), counts in aggregate(split.new).items():
             bkey = (tenant, granularity, ident)
             bucket = self._buckets.get(bkey)

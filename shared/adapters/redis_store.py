@@ -74,6 +74,7 @@ from shared.store_layout import (
     dimension_sums,
     event_digest,
     fields_to_totals,
+    hwm_applies,
     minute_ids,
     month_days,
     parse_dim_prefix,
@@ -169,8 +170,9 @@ end
 # KEYS: 1 hwm, 2 ring, 3 reservations, then bucket and event-id keys (by index).
 # ARGV: 1 horizon_s, 2 hwm_ttl_s, 3 ring_ttl_s;
 #   nstreams, stream fields*;
-#   ngroups, then per group (one event-id set): key index, nevents, and four fixed-width blobs holding per event
-#     its stream index, position, digest and expected dup flag (0/1);
+#   ngroups, then per group (one event-id set): key index, nevents, four fixed-width blobs holding per event
+#     its stream index, position, digest and expected dup flag (0/1), and whether the group's events are checked
+#     against the high-water marks (1/0: see shared.store_layout.hwm_applies);
 #   buckets: one MessagePack array of, per bucket, key index, ttl and an array of (field, increment as a
 #     decimal string: Lua numbers are doubles)*;
 #   nring, then per minute: minute, i, o, r, w, n, c;
@@ -197,7 +199,8 @@ for g = 1, ngroups do
   -- digests (12 bytes), expected flags (1 char)
   local ek = KEYS[tonumber(ARGV[i])]; local n = tonumber(ARGV[i+1])
   local sblob, pblob, dblob, fblob = ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5]
-  i = i + 6
+  local check = ARGV[i+6] == '1'
+  i = i + 7
   local digests = {}
   for e = 1, n do digests[e] = string.sub(dblob, e*12 - 11, e*12) end
   local member = redis.call('SMISMEMBER', ek, unpack(digests))
@@ -208,7 +211,7 @@ for g = 1, ngroups do
     local dg = digests[e]
     local s = stored[si]
     local dup = '0'
-    if (s and pos <= s) or batch[dg] or member[e] == 1 then dup = '1' else new[#new+1] = dg end
+    if (check and s and pos <= s) or batch[dg] or member[e] == 1 then dup = '1' else new[#new+1] = dg end
     batch[dg] = true
     if (not best[si]) or pos > best[si] then best[si] = pos end
     flags[#flags+1] = dup
@@ -885,6 +888,8 @@ class RedisStore:
             for stream_key, pos in zip(stream_keys, positions, strict=True):
                 if pos > best.get(stream_key, ""):
                     best[stream_key] = pos
+        # Per occurred-at hour: is the high-water mark checked (see shared.store_layout.hwm_applies)?
+        checked = {h: hwm_applies(h * 3600, plan.now_s, plan.horizon_s) for h in set(hours)}
         if dups is None:
             dups = self._predict(tenant, ids, stream_keys, positions, streams)
         # The per-event dedupe facts, one group (event-id set) per occurred-at hour.
@@ -910,6 +915,7 @@ class RedisStore:
                 "".join([positions[n] for n in members]),
                 b"".join([event_digest(ids[n]) for n in members]),
                 "".join(["1" if dups[n] else "0" for n in members]),
+                "1" if checked[hour] else "0",
             )
             order += members
         # The new events' counters per (hour, model, cc, app) and per minute.
@@ -953,7 +959,8 @@ class RedisStore:
         self, tenant: str, ids: Sequence[str], stream_keys: Sequence[str], positions: Sequence[str], streams: Any
     ) -> list[bool]:
         """Duplicates as far as this process knows: event ids repeated in the batch, positions at or below the
-        high-water marks it stored before."""
+        high-water marks it stored before. A guess the script checks: a record at or below a mark is almost
+        always a redelivery, remembered by id too; a replayed range the mapping gave up on costs one more trip."""
         known = self._known_hwm
         marks = {stream_key: known.get((tenant, stream_key)) for stream_key in streams}
         if len(set(ids)) == len(ids) and not any(marks.values()):

@@ -107,11 +107,6 @@ def test_redis_killed_mid_stream_then_restarted_loses_and_doubles_nothing(stack:
     assert runner.stats.sent_to_failure_destination == 0 and stack.failure_batches() == []
 
 
-# A known gap, kept visible on purpose (strict: it fails the suite the day it starts passing, so the marker goes):
-# the redelivery high-water mark is checked for every event, so after later records moved it past a range the
-# mapping gave up on, a replay of that range is taken for duplicates. The fix is to check the mark only for
-# events older than the dedupe horizon (the event-id sets are authoritative inside it); see the issue notes.
-@pytest.mark.xfail(strict=True, reason="replayed ranges below the high-water mark are taken for duplicates")
 def test_batches_skipped_in_a_long_outage_are_metered_when_replayed_from_the_failure_destination(
     stack: Stack,
 ) -> None:

@@ -170,6 +170,25 @@ class StoreContract:
         (out,) = self.apply(store, ("acme", [ev(seq=800, pk="acme#2"), ev(seq=850, shard="shardId-000000000009")]))
         assert (out.applied, out.duplicates) == (2, 0)
 
+    def test_a_skipped_range_replayed_within_the_horizon_is_metered_once(self, store: Any) -> None:
+        # GIVEN records 100-101 skipped to the failure destination while later records moved the mark past them
+        skipped = [ev(seq=100), ev(seq=101)]
+        self.apply(store, ("acme", [ev(seq=102), ev(seq=103)]))
+        # WHEN the skipped range is replayed, twice
+        (out,) = self.apply(store, ("acme", skipped))
+        (again,) = self.apply(store, ("acme", skipped))
+        # THEN it counts once: inside the horizon the event ids decide, not the high-water mark
+        assert (out.applied, out.duplicates) == (2, 0)
+        assert (again.applied, again.duplicates) == (0, 2)
+        assert store.window_totals("acme", [DAY], NOW)["day"].requests == 4
+
+    def test_the_high_water_mark_still_guards_events_older_than_the_horizon(self, store: Any) -> None:
+        # An event two days old, redelivered after its id set expired: only the mark recognises it.
+        old_at = NOW - timedelta(days=2)
+        self.apply(store, ("acme", [ev(at=old_at, seq=300, event_id="old-1"), ev(seq=301)]))
+        (out,) = self.apply(store, ("acme", [ev(at=old_at, seq=299, event_id="old-0")]))
+        assert (out.applied, out.duplicates) == (0, 1)
+
     def test_event_ids_are_forgotten_after_the_horizon(self, store: Any) -> None:
         horizon = timedelta(seconds=1)
         store.apply_usage([TenantBatch("acme", (ev(event_id="late"),))], now=NOW, dedupe_horizon=horizon)
