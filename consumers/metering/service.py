@@ -21,13 +21,13 @@ import gc
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, NamedTuple, Protocol, cast
 
 from consumers.metering.alert_rules import READ_PREVIOUS, Clock, Finding, evaluate, read_windows
-from consumers.metering.records import UserRecord, split_records
+from consumers.metering.records import split_records
 from consumers.metering.validate import Meter
 from shared.ports import (
     AlertMark,
@@ -96,9 +96,19 @@ class MarkCache:
         self._known[key] = max(level, self._known.get(key, 0))
 
 
-# Tenants per group the consumer meters and sends while the store runs the previous group: about the grain at
-# which Redis's script time and this process's metering overlap well (~15 ms of each per group here).
-STREAM_TENANTS: Final = 125
+# Tenants per group the consumer meters and sends while the store runs the previous group: small enough that
+# the store starts early and a group's scripts (~2.5 KB per tenant) fit a socket buffer, large enough that the
+# per-group costs stay small.
+STREAM_TENANTS: Final = 50
+# Groups sent before a group's answers are read: enough that Redis is not waited on, few that the reading (and
+# building the outcomes) overlaps the store's work on later groups.
+READ_LAG: Final = 2
+
+
+def _read_early(pending: PendingOutcomes) -> None:
+    """Read a group's answers now (``_Once`` keeps them); a failure is raised again when they are read later."""
+    with suppress(Exception):
+        pending.result()
 
 
 class PendingOutcomes(Protocol):
@@ -112,6 +122,26 @@ class RowStreamStore(Protocol):
     def send_rows(
         self, batches: Sequence[TenantRows], *, now: datetime, dedupe_horizon: timedelta
     ) -> PendingOutcomes: ...
+
+
+class _Once:
+    """A store's pending outcomes, asked once: the outcomes, or the exception, are kept for every later ask."""
+
+    def __init__(self, pending: PendingOutcomes) -> None:
+        self._pending = pending
+        self._outcomes: list[ApplyOutcome] | None = None
+        self._error: Exception | None = None
+
+    def result(self) -> list[ApplyOutcome]:
+        if self._error is not None:
+            raise self._error
+        if self._outcomes is None:
+            try:
+                self._outcomes = self._pending.result()
+            except Exception as exc:
+                self._error = exc
+                raise
+        return self._outcomes
 
 
 class _Done:
@@ -181,13 +211,11 @@ class MeteringService:
 
     def _process(self, records: Sequence[Mapping[str, Any]], now: datetime) -> BatchResult:
         result = BatchResult(records=len(records))
-        split = split_records(records)
-        result.oldest_arrival = split.oldest_arrival
-        bad: list[QuarantinedRecord] = list(split.quarantined)
+        bad: list[QuarantinedRecord] = []
         items: dict[str, set[str]] = {}  # tenant -> sequence numbers of its records (for batchItemFailures)
         fallbacks: Counter[tuple[str, str]] = Counter()
         failed: set[str] = set()
-        sent = self._meter_and_send(split.records, now, bad, items, fallbacks, result)
+        sent = self._meter_and_send(records, now, bad, items, fallbacks, result)
         for (model, tenant_id), count in fallbacks.items():  # one line per model and tenant, not per event
             result.fallback_priced += count
             self.log.warning(
@@ -205,24 +233,30 @@ class MeteringService:
 
     def _meter_and_send(
         self,
-        records: Sequence[UserRecord],
+        records: Sequence[Mapping[str, Any]],
         now: datetime,
         bad: list[QuarantinedRecord],
         items: dict[str, set[str]],
         fallbacks: Counter[tuple[str, str]],
         result: BatchResult,
     ) -> list[_Sent]:
-        """Meter every record into rows per tenant and hand them to the store, one group of tenants at a time
-        when the store can run a group while the next is metered (``send_rows``), else all at once.
+        """Split and meter the records into rows per tenant and hand them to the store, one group of tenants at a
+        time when the store can run a group while the next is split and metered (``send_rows``), else all at
+        once; the answers for a group are read two groups later, while the store still has work.
 
         A group is a set of partition keys (less a ``#salt`` suffix), taken as a guess at the tenants: each
         tenant's rows still go to the store together in one script (rows met in an earlier group wait for the
         group of their tenant's own key), unless its key's group was sent already, or its records carry no key
-        of its own: those rows go in one last group (a second script for such a tenant is correct, only
-        slower)."""
-        groups: dict[str, list[UserRecord]] = {}
+        of its own (a KPL aggregate's sub-records of other tenants, random keys): those rows go in one last
+        group (a second script for such a tenant is correct, only slower)."""
+        groups: dict[str, list[Mapping[str, Any]]] = {}
         for record in records:
-            key = record.partition_key
+            try:
+                key = record["kinesis"]["partitionKey"]
+            except (TypeError, KeyError):  # malformed: split_records quarantines it with the reason
+                key = ""
+            if type(key) is not str:
+                key = ""
             hint = key.partition("#")[0] if "#" in key else key
             members = groups.get(hint)
             if members is None:
@@ -237,30 +271,37 @@ class MeteringService:
         measure = self.meter.row
         sent: list[_Sent] = []
         for g in range(n_groups):
+            split = split_records([r for hint in hints[g * size : (g + 1) * size] for r in groups[hint]])
+            bad += split.quarantined
+            if split.oldest_arrival is not None and (
+                result.oldest_arrival is None or split.oldest_arrival < result.oldest_arrival
+            ):
+                result.oldest_arrival = split.oldest_arrival
             by_tenant = pending[g]
-            for hint in hints[g * size : (g + 1) * size]:
-                for record in groups[hint]:
-                    row = measure(record)
-                    if type(row) is not EventRow:
-                        bad.append(cast(QuarantinedRecord, row))
-                        continue
-                    tenant_id = row.tenant_id
-                    target = group_of.get(tenant_id, n_groups)
-                    dest = by_tenant if target == g else pending[target if target > g else n_groups]
-                    rows = dest.get(tenant_id)
-                    if rows is None:
-                        dest[tenant_id] = [row]
-                    else:
-                        rows.append(row)
-                    ids = items.get(tenant_id)
-                    if ids is None:
-                        items[tenant_id] = {record.sequence_number}
-                    else:
-                        ids.add(record.sequence_number)
-                    if row.fallback_priced:
-                        fallbacks[(row.model, tenant_id)] += 1
+            for user in split.records:
+                row = measure(user)
+                if type(row) is not EventRow:
+                    bad.append(cast(QuarantinedRecord, row))
+                    continue
+                tenant_id = row.tenant_id
+                target = group_of.get(tenant_id, n_groups)
+                dest = by_tenant if target == g else pending[target if target > g else n_groups]
+                rows = dest.get(tenant_id)
+                if rows is None:
+                    dest[tenant_id] = [row]
+                else:
+                    rows.append(row)
+                ids = items.get(tenant_id)
+                if ids is None:
+                    items[tenant_id] = {user.sequence_number}
+                else:
+                    ids.add(user.sequence_number)
+                if row.fallback_priced:
+                    fallbacks[(row.model, tenant_id)] += 1
             if by_tenant:
                 sent.append(self._send(by_tenant, now, result))
+                if len(sent) > READ_LAG:
+                    _read_early(sent[-READ_LAG - 1].pending)
         if pending[n_groups]:
             sent.append(self._send(pending[n_groups], now, result))
         return sent
@@ -278,9 +319,8 @@ class MeteringService:
         horizon = self.dedupe_horizon
         try:
             if self._streams:
-                return _Sent(
-                    batches, cast(RowStreamStore, self.store).send_rows(batches, now=now, dedupe_horizon=horizon)
-                )
+                store = cast(RowStreamStore, self.store)
+                return _Sent(batches, _Once(store.send_rows(batches, now=now, dedupe_horizon=horizon)))
             if self._takes_rows:
                 outcomes = cast(RowWindowStore, self.store).apply_rows(batches, now=now, dedupe_horizon=horizon)
             else:

@@ -29,9 +29,9 @@ windows asked for (one string of comma-separated counters). So Redis work is one
 event-id set plus a few HINCRBYs per tenant and bucket, in one round trip for the whole batch.
 
 Throughput (the consumer's hot path, ``send_rows``): the consumer hands over rows (flat tuples) rather than
-MeteredEvents, and one group of tenants at a time; the scripts are packed with hiredis and written by a sender
-thread on one pooled connection (``_Stream``) and their replies read when the consumer asks, so the consumer
-meters the next group of tenants while Redis runs this one. redis-py's pipeline would cost ~40 us of Python
+MeteredEvents, and one group of tenants at a time; the scripts are packed with hiredis and written on one
+pooled connection (``_Stream``) and their replies read when the consumer asks, so the consumer meters the next
+group of tenants while Redis runs this one. redis-py's pipeline would cost ~40 us of Python
 per command; Redis itself spends ~110 us per tenant script here (bench/consumer.py).
 
 Sums of sliding windows are done in Lua numbers (doubles): exact below 2^53, i.e. below $9,007,199 of cost per
@@ -41,12 +41,10 @@ tenant per sliding window. Calendar counters are HINCRBY on 64-bit integers and 
 from __future__ import annotations
 
 import json
-import queue
-import threading
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 import redis
@@ -173,8 +171,8 @@ end
 #   ngroups, then per group (one event-id set): key index, nevents, four fixed-width blobs holding per event
 #     its stream index, position, digest and expected dup flag (0/1), and whether the group's events are checked
 #     against the high-water marks (1/0: see shared.store_layout.hwm_applies);
-#   buckets: one MessagePack array of, per bucket, key index, ttl and an array of (field, increment as a
-#     decimal string: Lua numbers are doubles)*;
+#   buckets: one MessagePack array of, per bucket, key index, ttl and an array of (field, increment)* (an
+#     increment of 2^53 or more as its decimal string: Lua numbers are doubles);
 #   nring, then per minute: minute, i, o, r, w, n, c;
 #   nsettle, reservation ids*; then reads.
 # Bucket counters are HINCRBY on 64-bit integers (measured ~20% faster per script here than HMGET + Lua
@@ -392,6 +390,7 @@ class _KeyList:
 
 _STREAM_INDEX: Final = tuple(f"{i:03d}" for i in range(1000))
 _msgpack: Final = msgspec.msgpack.Encoder().encode
+_EXACT_IN_LUA: Final = 2**53  # Lua numbers are doubles
 _HWM_TTL_S: Final = int(HWM_RETENTION.total_seconds())
 _NO_IDS: Final[frozenset[str]] = frozenset()
 
@@ -439,6 +438,18 @@ def _plan_reads(windows: Sequence[Window], previous: Sequence[Window], now: date
     )
 
 
+class _HourPlan(NamedTuple):
+    """The buckets an occurred-at hour's events count in: key suffixes (after ``tm:{T}:``) and TTLs from now
+    (zero or less: past the bucket's retention, not written)."""
+
+    hour_key: str
+    hour_ttl: int
+    day_key: str
+    day_ttl: int
+    month_key: str
+    month_ttl: int
+
+
 class _BatchPlan:
     """What every tenant of one apply call shares: the time, the TTLs, the read plans per set of windows."""
 
@@ -447,6 +458,22 @@ class _BatchPlan:
         self.now_s = int(now.timestamp())
         self.horizon_s = _seconds(horizon)
         self._reads: dict[tuple[tuple[Window, ...], tuple[Window, ...]], _Reads] = {}
+        self._hours: dict[int, _HourPlan] = {}
+
+    def hour(self, hour: int) -> _HourPlan:
+        """The buckets of unix hour ``hour``."""
+        found = self._hours.get(hour)
+        if found is None:
+            _, hour_id, day, month = minute_ids(hour * 60)
+            found = self._hours[hour] = _HourPlan(
+                f"h:{hour_id}",
+                _expiry(Granularity.HOUR, hour_id) - self.now_s,
+                f"d:{day}",
+                _expiry(Granularity.DAY, day) - self.now_s,
+                f"mo:{month}",
+                _expiry(Granularity.MONTH, month) - self.now_s,
+            )
+        return found
 
     def reads(self, windows: tuple[Window, ...], previous: tuple[Window, ...]) -> _Reads:
         key = (windows, previous)
@@ -497,11 +524,13 @@ def _combo_fields(model: str, cost_center: str, application_id: str) -> tuple[st
     return found
 
 
-def _fields(names: Sequence[str], counts: Sequence[int], out: list[str]) -> None:
-    """Append the non-zero counters as (field, increment) pairs (zero increments are skipped: fewer calls)."""
+def _fields(names: Sequence[str], counts: Sequence[int], out: list[Any]) -> None:
+    """Append the non-zero counters as (field, increment) pairs (zero increments are skipped: fewer calls). An
+    increment goes as an integer (a Lua number, which Redis turns back into exact digits below 2^53), else as
+    its decimal string."""
     for name, value in zip(names, counts, strict=True):
         if value:
-            out += (name, str(value))
+            out += (name, value if value < _EXACT_IN_LUA else str(value))
 
 
 def _bucket_args(
@@ -515,6 +544,50 @@ def _bucket_args(
     """Append the bucket and ring sections of the apply script's ARGV. ``sums`` are the new events' counters per
     (unix hour, model, costCenter, applicationId); they roll up to hour, day and month totals and day
     combinations. ``ring`` holds the counters per unix minute."""
+    hours = {key[0] for key in sums}
+    if len(hours) == 1:
+        buckets = _one_hour_buckets(tk, keys, sums, plan.hour(hours.pop()))
+    else:
+        buckets = _buckets(tk, keys, sums, plan)
+    args.append(_msgpack(buckets))
+    args.append(len(ring))
+    for minute, counts in ring.items():
+        args.append(minute)
+        args += counts
+
+
+def _one_hour_buckets(
+    tk: str, keys: _KeyList, sums: Mapping[tuple[int, str, str, str], list[int]], hour: _HourPlan
+) -> list[Any]:
+    """``_buckets`` for the usual batch, whose new events all occurred in one hour: its hour, day and month
+    totals are the same sums, and its day combinations are ``sums`` as they are."""
+    t = [0, 0, 0, 0, 0, 0]
+    combos: list[Any] = []
+    for (_, model, cc, app), c in sums.items():
+        t[0] += c[0]
+        t[1] += c[1]
+        t[2] += c[2]
+        t[3] += c[3]
+        t[4] += c[4]
+        t[5] += c[5]
+        _fields(_combo_fields(model, cc, app), c, combos)
+    totals: list[Any] = []
+    _fields(_TOTAL_FIELDS, t, totals)
+    buckets: list[Any] = []
+    for suffix, ttl, fields in (
+        (hour.hour_key, hour.hour_ttl, totals),
+        (hour.day_key, hour.day_ttl, totals + combos),
+        (hour.month_key, hour.month_ttl, totals),
+    ):
+        if ttl > 0 and fields:
+            buckets += (keys.index(f"{tk}:{suffix}"), ttl, fields)
+    return buckets
+
+
+def _buckets(
+    tk: str, keys: _KeyList, sums: Mapping[tuple[int, str, str, str], list[int]], plan: _BatchPlan
+) -> list[Any]:
+    """The bucket section (flat: key index, ttl, [field, increment, ...] per bucket) for new events of any hours."""
     hours: dict[int, list[int]] = {}
     combos: dict[str, dict[tuple[str, ...], list[int]]] = {}  # day -> combination fields -> counters
     for (hour, model, cc, app), c in sums.items():
@@ -522,19 +595,13 @@ def _bucket_args(
         if t is None:
             hours[hour] = c.copy()
         else:
-            t[0] += c[0]
-            t[1] += c[1]
-            t[2] += c[2]
-            t[3] += c[3]
-            t[4] += c[4]
-            t[5] += c[5]
-        day_combos = combos.get(minute_ids(hour * 60)[2])
-        if day_combos is None:
-            day_combos = combos[minute_ids(hour * 60)[2]] = {}
+            for f in range(6):
+                t[f] += c[f]
+        day_combos = combos.setdefault(minute_ids(hour * 60)[2], {})
         names = _combo_fields(model, cc, app)
         cur = day_combos.get(names)
         if cur is None:
-            day_combos[names] = c  # (an event of another hour of the day adds to it: sums is not read again)
+            day_combos[names] = c.copy()
         else:
             for f in range(6):
                 cur[f] += c[f]
@@ -555,18 +622,14 @@ def _bucket_args(
         ttl = _expiry(_GRAN_OF_KEY[gran], ident) - plan.now_s
         if ttl <= 0:
             continue  # older than the bucket's retention: nothing would read it
-        fields: list[str] = []
+        fields: list[Any] = []
         _fields(_TOTAL_FIELDS, counts, fields)
         if gran == "d":
             for names, c in combos.get(ident, {}).items():
                 _fields(names, c, fields)
         if fields:
             buckets += (keys.index(f"{tk}:{gran}:{ident}"), ttl, fields)
-    args.append(_msgpack(buckets))
-    args.append(len(ring))
-    for minute, counts in ring.items():
-        args.append(minute)
-        args += counts
+    return buckets
 
 
 def _index_commands(batches: Sequence[TenantRows]) -> list[tuple[Any, ...]]:
@@ -603,22 +666,16 @@ class _Replies:
 
 class _Stream:
     """One pooled connection carrying pipelined commands whose replies are read later, in the order sent: the
-    consumer sends one group of tenants' scripts and meters the next group while Redis runs them.
-
-    A sender thread writes: Redis reads a client's commands only as fast as it runs them, so a write larger
-    than the socket's buffer blocks for as long as Redis takes; the thread waits there instead of the
-    consumer. Replies are read by the caller, after everything sent before them is written. A reply is a
-    Python value, or the exception of an error reply; a broken connection fails every reply not yet read
-    (nothing is retried here: the consumer reports those records and Lambda redelivers them). One caller at a
-    time, like the consumer that owns it; the thread starts on first use, never at import."""
+    consumer sends one group of tenants' scripts and meters the next group while Redis runs them (the commands
+    wait in the socket and Redis's buffers; a group's ~100 KB fits the socket's buffer, so the write returns at
+    once unless Redis is a whole group behind). A reply is a Python value, or the exception of an error reply;
+    a broken connection fails every reply not yet read (nothing is retried here: the consumer reports those
+    records and Lambda redelivers them). Single-threaded, like the consumer that owns it."""
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self.conn: Any = None
         self.owed: deque[_Replies] = deque()
-        self._outbox: queue.Queue[tuple[Any, bytes]] = queue.Queue()
-        self._sender: threading.Thread | None = None
-        self._send_error: Exception | None = None
 
     def send(self, payload: bytes, n: int) -> _Replies:
         replies = _Replies(n)
@@ -628,31 +685,16 @@ class _Stream:
             except redis.RedisError as exc:
                 replies.fail(exc)
                 return replies
-            self._send_error = None
         self.owed.append(replies)
-        if self._sender is None:
-            self._sender = threading.Thread(target=self._send_loop, name="tm-redis-send", daemon=True)
-            self._sender.start()
-        self._outbox.put((self.conn, payload))
+        try:
+            # No health check: its PING would read a reply owed to an earlier send.
+            self.conn.send_packed_command([payload], check_health=False)
+        except redis.RedisError as exc:
+            self._broken(exc)
         return replies
-
-    def _send_loop(self) -> None:
-        while True:
-            conn, payload = self._outbox.get()
-            try:
-                if self._send_error is None:
-                    conn.send_packed_command([payload])
-            except redis.RedisError as exc:
-                self._send_error = exc
-            finally:
-                self._outbox.task_done()
 
     def wait(self, replies: _Replies) -> list[Any]:
         """Read replies up to and including ``replies``'s."""
-        if not replies.done:
-            self._outbox.join()  # everything sent so far is written (or failed)
-            if self._send_error is not None:
-                self._broken(self._send_error)
         while not replies.done:
             self._read(self.owed[0])
         return replies.values

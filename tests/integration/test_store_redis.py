@@ -13,7 +13,7 @@ from redis.retry import Retry
 
 from shared.adapters.redis_store import RedisStore
 from shared.ports import AlertMark, TenantBatch
-from shared.windows import MONTH
+from shared.windows import DAY, HOUR, MONTH
 from tests.unit.adapters.store_contract import HORIZON, NOW, StoreContract, ev
 
 pytestmark = pytest.mark.integration
@@ -107,3 +107,16 @@ def test_alert_marks_survive_the_server_losing_its_scripts(redis_client: redis.R
     redis_client.script_flush()
     assert store.raise_marks([mark, replace(mark, level=3)]) == [2, 2]
     assert store.raise_marks([mark]) == [3]
+
+
+def test_calendar_counters_stay_exact_past_lua_doubles(redis_client: redis.Redis) -> None:
+    # Increments go to the script as Lua numbers (doubles) below 2^53 and as decimal strings from there.
+    store = RedisStore(redis_client)
+    big = 2**53 + 1
+    store.apply_usage(
+        [TenantBatch("acme", (ev("acme", cost=big), ev("acme", cost=3)))], now=NOW, dedupe_horizon=HORIZON
+    )
+    totals = store.window_totals("acme", [MONTH, DAY, HOUR], NOW)
+    assert totals["month"].cost_nanos == totals["day"].cost_nanos == totals["hour"].cost_nanos == big + 3
+    (row,) = store.daily_rollup("acme", NOW)
+    assert row.totals.cost_nanos == big + 3

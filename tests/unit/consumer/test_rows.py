@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers.metering.records import split_records
+from consumers.metering.records import Reason, split_records
 from consumers.metering.service import MeteringService
 from consumers.metering.validate import CachedPricer, Meter
 from shared.adapters.memory_store import InMemoryStore
@@ -141,3 +142,57 @@ def test_a_store_taking_rows_gets_rows_and_a_forwarding_wrapper_gets_events() ->
     # and both hold the same totals
     for tenant in ("acme", "globex"):
         assert bare.window_totals(tenant, [MONTH], NOW) == wrapped.window_totals(tenant, [MONTH], NOW)
+
+
+def test_records_are_grouped_by_partition_key_yet_each_tenant_is_sent_together() -> None:
+    # GIVEN a store that answers later (as RedisStore does), groups of two partition keys, and records whose
+    # keys are not their tenants' (a KPL aggregate of several tenants, a salted key, a key of no tenant)
+    store = StreamingStore()
+    reg = registry(*[f"t{i}" for i in range(6)])
+    quarantine = FakeQuarantine()
+    service = MeteringService(
+        store=store,
+        alerts=FakeAlerts(),
+        quarantine=quarantine,
+        tenants=reg,
+        meter=Meter(reg, CachedPricer(CATALOG)),
+        dedupe_horizon=timedelta(hours=24),
+    )
+    service.stream_tenants = 2
+    shard = Shard()
+    events = [usage(f"t{i % 6}") for i in range(30)]
+    records = [shard.plain(e) for e in events[:20]]
+    records += shard.aggregate(events[20:26])  # keyed by t2 (its first event's tenant), holds t2..t5 and t0..t1
+    records += [shard.plain(events[26], "t3#7"), shard.plain(events[27], "nobody"), {"not": "a record"}]
+    records += [shard.plain(e) for e in events[28:]]
+    # WHEN processed
+    result = service.process(records, NOW)
+    # THEN every event counts once and the malformed record is quarantined
+    assert (result.applied, result.duplicates, result.failures) == (30, 0, [])
+    assert [q.reason for q in quarantine.records] == [Reason.BAD_LAMBDA_RECORD]
+    for i in range(6):
+        assert store.window_totals(f"t{i}", [MONTH], NOW)["month"].requests == 5
+    # and the groups went out in turn: rows met before their tenant's group waited for it (t4, t5, from the
+    # aggregate keyed by t2), rows met after it went out in one last group (t0, t1 from the aggregate, t3
+    # under the key "nobody")
+    sends = Counter(b.tenant_id for call in store.calls for b in call)
+    assert len(store.calls) == 4
+    assert sends == {"t0": 2, "t1": 2, "t2": 1, "t3": 2, "t4": 1, "t5": 1}
+
+
+class StreamingStore(InMemoryStore):
+    """The memory store behind ``send_rows``: each call's outcomes are handed back later, as RedisStore does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[TenantRows]] = []
+
+    def send_rows(self, batches: Sequence[TenantRows], *, now: datetime, dedupe_horizon: timedelta) -> Any:
+        self.calls.append(list(batches))
+        outcomes = self.apply_usage([batch_from_rows(b) for b in batches], now=now, dedupe_horizon=dedupe_horizon)
+
+        class Later:
+            def result(self) -> list[ApplyOutcome]:
+                return outcomes
+
+        return Later()
