@@ -96,10 +96,12 @@ class MarkCache:
         self._known[key] = max(level, self._known.get(key, 0))
 
 
-# Tenants per group the consumer meters and sends while the store runs the previous group: small enough that
-# the store starts early and a group's scripts (~2.5 KB per tenant) fit a socket buffer, large enough that the
-# per-group costs stay small.
+# Tenants (partition keys) and records per group the consumer meters and sends while the store runs the
+# previous group: small enough that the store starts early and a group's scripts (~2 KB per tenant plus ~100 B
+# per event) fit a socket buffer (~200 KB), large enough that the per-group costs stay small. Measured here:
+# groups of 100 tenants of 10 events ran at two thirds the speed of groups of 50.
 STREAM_TENANTS: Final = 50
+STREAM_RECORDS: Final = 600
 # Groups sent before a group's answers are read: enough that Redis is not waited on, few that the reading (and
 # building the outcomes) overlaps the store's work on later groups.
 READ_LAG: Final = 2
@@ -263,15 +265,27 @@ class MeteringService:
                 groups[hint] = [record]
             else:
                 members.append(record)
-        hints = list(groups)
-        size = self.stream_tenants if self._streams else max(1, len(hints))
-        n_groups = max(1, -(-len(hints) // size))
-        group_of = {hint: n // size for n, hint in enumerate(hints)}
+        # Consecutive keys make a group, up to STREAM_TENANTS keys or STREAM_RECORDS records (one group when the
+        # store cannot take groups).
+        members_of: list[list[str]] = [[]]
+        count = 0
+        for hint, members in groups.items():
+            if (
+                self._streams
+                and members_of[-1]
+                and (len(members_of[-1]) >= self.stream_tenants or count >= STREAM_RECORDS)
+            ):
+                members_of.append([])
+                count = 0
+            members_of[-1].append(hint)
+            count += len(members)
+        n_groups = len(members_of)
+        group_of = {hint: g for g, hints in enumerate(members_of) for hint in hints}
         pending: list[dict[str, list[EventRow]]] = [{} for _ in range(n_groups + 1)]  # per group, the last extra
         measure = self.meter.row
         sent: list[_Sent] = []
         for g in range(n_groups):
-            split = split_records([r for hint in hints[g * size : (g + 1) * size] for r in groups[hint]])
+            split = split_records([r for hint in members_of[g] for r in groups[hint]])
             bad += split.quarantined
             if split.oldest_arrival is not None and (
                 result.oldest_arrival is None or split.oldest_arrival < result.oldest_arrival

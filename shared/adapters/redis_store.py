@@ -448,6 +448,8 @@ class _HourPlan(NamedTuple):
     day_ttl: int
     month_key: str
     month_ttl: int
+    events_key: str  # the event-id set of the hour
+    hwm_check: str  # "1": its events are checked against the high-water marks (store_layout.hwm_applies)
 
 
 class _BatchPlan:
@@ -472,6 +474,8 @@ class _BatchPlan:
                 _expiry(Granularity.DAY, day) - self.now_s,
                 f"mo:{month}",
                 _expiry(Granularity.MONTH, month) - self.now_s,
+                f"ev:{hour_id}",
+                "1" if hwm_applies(hour * 3600, self.now_s, self.horizon_s) else "0",
             )
         return found
 
@@ -921,8 +925,6 @@ class RedisStore:
                 streams[stream_key] = len(streams) + 1
         if len(streams) > 999:
             raise ValueError("more than 999 (shard, partition key) streams for one tenant in one batch")
-        if any(len(pos) != POSITION_WIDTH for pos in positions):
-            raise ValueError("a sequence number longer than 64 digits")
         best: dict[str, str] = {}  # per stream key: the highest position in the batch
         if len(streams) == 1:
             best[stream_keys[0]] = max(positions)
@@ -930,8 +932,6 @@ class RedisStore:
             for stream_key, pos in zip(stream_keys, positions, strict=True):
                 if pos > best.get(stream_key, ""):
                     best[stream_key] = pos
-        # Per occurred-at hour: is the high-water mark checked (see shared.store_layout.hwm_applies)?
-        checked = {h: hwm_applies(h * 3600, plan.now_s, plan.horizon_s) for h in set(hours)}
         if dups is None:
             dups = self._predict(tenant, ids, stream_keys, positions, streams)
         # The per-event dedupe facts, one group (event-id set) per occurred-at hour.
@@ -950,14 +950,18 @@ class RedisStore:
                 indexes = _STREAM_INDEX[1] * len(members)
             else:
                 indexes = "".join([_STREAM_INDEX[streams[stream_keys[n]]] for n in members])
+            blob = "".join([positions[n] for n in members])
+            if len(blob) != POSITION_WIDTH * len(members):
+                raise ValueError("a sequence number longer than 64 digits")
+            hour_plan = plan.hour(hour)
             groups += (
-                keys.index(f"{tk}:ev:{minute_ids(hour * 60)[1]}"),
+                keys.index(f"{tk}:{hour_plan.events_key}"),
                 len(members),
                 indexes,
-                "".join([positions[n] for n in members]),
+                blob,
                 b"".join([event_digest(ids[n]) for n in members]),
                 "".join(["1" if dups[n] else "0" for n in members]),
-                "1" if checked[hour] else "0",
+                hour_plan.hwm_check,
             )
             order += members
         # The new events' counters per (hour, model, cc, app) and per minute.
