@@ -208,7 +208,14 @@ class QuickDecoder:
             return None
         if at.tzinfo is not UTC:  # 'Z' and '+00:00' parse to the UTC singleton; anything else: the slow path
             return None
-        return ev, at, self._minute(occurred, at)
+        # The unix minute, remembered per "YYYY-MM-DDTHH:MM" prefix (see _minute), inline: once per event.
+        if occurred[4:5] == "-" and occurred[7:8] == "-" and occurred[13:14] == ":":
+            minute = self._minutes.get(occurred[:16])
+            if minute is None:
+                minute = self._minute(occurred, at)
+        else:
+            minute = int(at.timestamp()) // 60
+        return ev, at, minute
 
     def _minute(self, text: str, at: datetime) -> int:
         """The unix minute of a parsed UTC timestamp, remembered per "YYYY-MM-DDTHH:MM" prefix: with '-' at 4

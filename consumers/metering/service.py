@@ -126,6 +126,27 @@ class RowStreamStore(Protocol):
     ) -> PendingOutcomes: ...
 
 
+class _RecordsOf(Mapping[str, set[str]]):
+    """Tenant -> the sequence numbers of its records (what batchItemFailures names), worked out from its rows
+    only when asked: a batch asks for few tenants' (those that failed), and keeping a set per event costs."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, list[Sequence[EventRow]]] = {}
+
+    def add(self, by_tenant: Mapping[str, Sequence[EventRow]]) -> None:
+        for tenant_id, rows in by_tenant.items():
+            self._rows.setdefault(tenant_id, []).append(rows)
+
+    def __getitem__(self, tenant_id: str) -> set[str]:
+        return {row.sequence_number for rows in self._rows[tenant_id] for row in rows}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
 class _Once:
     """A store's pending outcomes, asked once: the outcomes, or the exception, are kept for every later ask."""
 
@@ -214,7 +235,7 @@ class MeteringService:
     def _process(self, records: Sequence[Mapping[str, Any]], now: datetime) -> BatchResult:
         result = BatchResult(records=len(records))
         bad: list[QuarantinedRecord] = []
-        items: dict[str, set[str]] = {}  # tenant -> sequence numbers of its records (for batchItemFailures)
+        items = _RecordsOf()  # tenant -> sequence numbers of its records (for batchItemFailures)
         fallbacks: Counter[tuple[str, str]] = Counter()
         failed: set[str] = set()
         sent = self._meter_and_send(records, now, bad, items, fallbacks, result)
@@ -238,7 +259,7 @@ class MeteringService:
         records: Sequence[Mapping[str, Any]],
         now: datetime,
         bad: list[QuarantinedRecord],
-        items: dict[str, set[str]],
+        items: _RecordsOf,
         fallbacks: Counter[tuple[str, str]],
         result: BatchResult,
     ) -> list[_Sent]:
@@ -305,18 +326,15 @@ class MeteringService:
                     dest[tenant_id] = [row]
                 else:
                     rows.append(row)
-                ids = items.get(tenant_id)
-                if ids is None:
-                    items[tenant_id] = {user.sequence_number}
-                else:
-                    ids.add(user.sequence_number)
                 if row.fallback_priced:
                     fallbacks[(row.model, tenant_id)] += 1
             if by_tenant:
+                items.add(by_tenant)
                 sent.append(self._send(by_tenant, now, result))
                 if len(sent) > READ_LAG:
                     _read_early(sent[-READ_LAG - 1].pending)
         if pending[n_groups]:
+            items.add(pending[n_groups])
             sent.append(self._send(pending[n_groups], now, result))
         return sent
 

@@ -125,6 +125,7 @@ class Meter:
         self.pricer = pricer
         self.quick = QuickDecoder()
         self._find = tenants.find
+        self._decode_fields = self.quick.decode_fields
         self._rates = pricer.cache  # read directly on the hot path; misses go through pricer.rate
         self._defaults: dict[str, tuple[Tenant, str, str]] = {}  # tenant id -> (tenant, costCenter, applicationId)
 
@@ -132,8 +133,10 @@ class Meter:
         """The event's fields, time and unix minute (fast path, else the strict decoder), or the strict
         decoder's error naming the field."""
         found = self.quick.decode_fields(data)
-        if found is not None:
-            return found
+        return found if found is not None else self._strict(data)
+
+    @staticmethod
+    def _strict(data: bytes) -> tuple[EventFields, datetime, int] | SchemaError:
         try:
             event = decode_event(data)
         except SchemaError as exc:
@@ -160,7 +163,9 @@ class Meter:
     def row(self, record: UserRecord) -> EventRow | QuarantinedRecord:
         """The event as a row (what the consumer's hot path keeps), or the record quarantined with a reason.
         Written flat (no helper calls on the common path): it runs for every event of every batch."""
-        found = self.decode(record.data)
+        found: tuple[EventFields, datetime, int] | SchemaError | None = self._decode_fields(record.data)
+        if found is None:  # the fast path is not sure: the strict decoder decides (and names the field)
+            found = self._strict(record.data)
         if type(found) is not tuple:
             error = cast(SchemaError, found)
             return self._quarantine(record, reason_for(error, len(record.data)), error.field, error.message)
