@@ -100,19 +100,47 @@ def split_records(records: Iterable[Mapping[str, Any]]) -> Split:
     item_ids: list[str] = []
     oldest: float | None = None
     make = UserRecord._make
-    last_shard, last_prefix = "unknown-shard", "\0"  # a batch comes from one shard: its eventIDs share a prefix
     for record in records:
-        kinesis: Any = None
+        # The usual record first: a well-formed plain record (a dict, as Lambda's JSON makes it), read with no
+        # checks beyond the types; anything else takes the careful path below, which names what is wrong.
+        kinesis: Any
+        try:
+            kinesis = record["kinesis"]
+            seq = kinesis["sequenceNumber"]
+            pk = kinesis["partitionKey"]
+            arrived = kinesis["approximateArrivalTimestamp"]
+            event_id = record["eventID"]
+            data = _b64decode(kinesis["data"], validate=True)
+        except (KeyError, TypeError, binascii.Error, ValueError):
+            pass
+        else:
+            if (
+                type(record) is dict
+                and type(kinesis) is dict
+                and type(seq) is str
+                and type(pk) is str
+                and type(arrived) is float
+                and type(event_id) is str
+                and seq.isdigit()
+                and seq.isascii()
+                and len(seq) <= MAX_SEQUENCE_DIGITS
+                and not data.startswith(MAGIC)
+                and (colon := event_id.find(":")) >= 0
+            ):
+                item_ids.append(seq)
+                if arrived and (oldest is None or arrived < oldest):
+                    oldest = arrived
+                shard = event_id[:colon]  # shard_of
+                out.append(
+                    make((data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", f"{_PAD[len(seq)]}{seq}{_SUB_ZERO}"))
+                )
+                continue
+        kinesis = None
         shard = "unknown-shard"
         # dict first: it short-circuits the ABC check, which alone costs more than a plain record's split
         if isinstance(record, (dict, Mapping)):  # a Lambda event is JSON: a record may be anything
             kinesis = record.get("kinesis")
-            event_id = record.get("eventID")
-            if type(event_id) is str and event_id.startswith(last_prefix):
-                shard = last_shard
-            else:
-                shard = shard_of(record)
-                last_shard, last_prefix = shard, f"{shard}:"
+            shard = shard_of(record)
         if not isinstance(kinesis, (dict, Mapping)):
             bad.append(_bad_lambda_record(record, shard, "", "record has no 'kinesis' object"))
             continue

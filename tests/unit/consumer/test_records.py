@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from types import MappingProxyType
+from typing import Any
 
 from aws_kinesis_agg import MAGIC
 from aws_kinesis_agg.deaggregator import deaggregate_records
@@ -138,3 +140,59 @@ def test_base64_data_is_read_exactly_as_strict_binascii_reads_it(text: str) -> N
         assert split.records == [] and [q.reason for q in split.quarantined] == [Reason.BAD_LAMBDA_RECORD]
     else:
         assert [r.data for r in split.records] == [want] and split.quarantined == []
+
+
+def _as_mapping(record: Any) -> Any:
+    """The same record as a read-only Mapping that is not a dict: it takes the careful path."""
+    if not isinstance(record, dict):
+        return record
+    inner = record.get("kinesis")
+    return MappingProxyType({**record, "kinesis": MappingProxyType(inner) if isinstance(inner, dict) else inner})
+
+
+_REMOVE = object()
+FIELD_VALUES = st.one_of(
+    st.none(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.sampled_from(["", "123", "9" * 65, "12a", "١٢٣", "shardId-000000000001:77", "nocolon", "acme#3"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "kinesis.sequenceNumber",
+                "kinesis.partitionKey",
+                "kinesis.approximateArrivalTimestamp",
+                "kinesis.data",
+                "eventID",
+                "kinesis",
+            ]
+        ),
+        FIELD_VALUES,
+        max_size=3,
+    ),
+    st.sets(st.sampled_from(["kinesis.sequenceNumber", "kinesis.partitionKey", "kinesis.data", "eventID"]), max_size=2),
+)
+def test_the_fast_path_splits_exactly_as_the_careful_path(changes: dict[str, Any], removed: set[str]) -> None:
+    # GIVEN a plain record with some fields changed or removed
+    record = Shard().plain(usage("acme"))
+    for path, value in [*changes.items(), *((p, _REMOVE) for p in removed)]:
+        owner, _, name = path.rpartition(".")
+        target = record.get("kinesis") if owner else record
+        if isinstance(target, dict):
+            if value is _REMOVE:
+                target.pop(name, None)
+            else:
+                target[name] = value
+    # WHEN split as a dict (the fast path, when it applies) and as another Mapping (the careful path)
+    fast, careful = split_records([record]), split_records([_as_mapping(record)])
+    # THEN both say the same
+    assert fast.records == careful.records
+    assert [(q.reason, q.sequence_number, q.detail) for q in fast.quarantined] == [
+        (q.reason, q.sequence_number, q.detail) for q in careful.quarantined
+    ]
+    assert (fast.item_ids, fast.oldest_arrival) == (careful.item_ids, careful.oldest_arrival)
