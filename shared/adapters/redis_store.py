@@ -167,12 +167,12 @@ end
 
 # KEYS: 1 hwm, 2 ring, 3 reservations, then bucket and event-id keys (by index).
 # ARGV: 1 horizon_s, 2 hwm_ttl_s, 3 ring_ttl_s;
-#   nstreams, stream fields*;
+#   nstreams, then per stream its field and the highest position of the batch in it;
 #   ngroups, then per group (one event-id set): key index, nevents, four fixed-width blobs holding per event
 #     its stream index, position, digest and expected dup flag (0/1), and whether the group's events are checked
 #     against the high-water marks (1/0: see shared.store_layout.hwm_applies);
-#   buckets: one MessagePack array of, per bucket, key index, ttl and an array of (field, increment)* (an
-#     increment of 2^53 or more as its decimal string: Lua numbers are doubles);
+#   buckets: one MessagePack array of, per bucket, key index, ttl and an array of (field, increment as a
+#     decimal string)*;
 #   nring, then per minute: minute, i, o, r, w, n, c;
 #   nsettle, reservation ids*; then reads.
 # Bucket counters are HINCRBY on 64-bit integers (measured ~20% faster per script here than HMGET + Lua
@@ -182,19 +182,19 @@ _LUA_APPLY: Final = (
     + """
 local hwm, ring = KEYS[1], KEYS[2]
 local i = 4
+-- streams: field (shard|partition key), then the highest position of the batch in it
 local nst = tonumber(ARGV[i]); i = i + 1
-local sfields = {}
-for s = 1, nst do sfields[s] = ARGV[i]; i = i + 1 end
+local sfields, best = {}, {}
+for s = 1, nst do sfields[s] = ARGV[i]; best[s] = ARGV[i+1]; i = i + 2 end
 local stored = {}
 if nst > 0 then stored = redis.call('HMGET', hwm, unpack(sfields)) end
-local best = {}
-for s = 1, nst do best[s] = stored[s] end
+for s = 1, nst do if stored[s] and stored[s] > best[s] then best[s] = stored[s] end end
 local ngroups = tonumber(ARGV[i]); i = i + 1
 local flags, batch, adds = {}, {}, {}
 local mismatch = false
 for g = 1, ngroups do
   -- per group: key index, n, then four fixed-width blobs: stream indexes (3 digits), positions (74 chars),
-  -- digests (12 bytes), expected flags (1 char)
+  -- digests (12 bytes), expected flags (1 char); and whether positions are checked against the marks
   local ek = KEYS[tonumber(ARGV[i])]; local n = tonumber(ARGV[i+1])
   local sblob, pblob, dblob, fblob = ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5]
   local check = ARGV[i+6] == '1'
@@ -204,16 +204,15 @@ for g = 1, ngroups do
   local member = redis.call('SMISMEMBER', ek, unpack(digests))
   local new = {}
   for e = 1, n do
-    local si = tonumber(string.sub(sblob, e*3 - 2, e*3))
-    local pos = string.sub(pblob, e*74 - 73, e*74)
     local dg = digests[e]
-    local s = stored[si]
-    local dup = '0'
-    if (check and s and pos <= s) or batch[dg] or member[e] == 1 then dup = '1' else new[#new+1] = dg end
+    local dup = batch[dg] or member[e] == 1
+    if check and not dup then
+      local s = stored[nst == 1 and 1 or tonumber(string.sub(sblob, e*3 - 2, e*3))]
+      if s and string.sub(pblob, e*74 - 73, e*74) <= s then dup = true end
+    end
+    if dup then flags[#flags+1] = '1' else flags[#flags+1] = '0'; new[#new+1] = dg end
     batch[dg] = true
-    if (not best[si]) or pos > best[si] then best[si] = pos end
-    flags[#flags+1] = dup
-    if dup ~= string.sub(fblob, e, e) then mismatch = true end
+    if dup ~= (string.byte(fblob, e) == 49) then mismatch = true end
   end
   if #new > 0 then adds[#adds+1] = {ek, new} end
 end
@@ -390,7 +389,6 @@ class _KeyList:
 
 _STREAM_INDEX: Final = tuple(f"{i:03d}" for i in range(1000))
 _msgpack: Final = msgspec.msgpack.Encoder().encode
-_EXACT_IN_LUA: Final = 2**53  # Lua numbers are doubles
 _HWM_TTL_S: Final = int(HWM_RETENTION.total_seconds())
 _NO_IDS: Final[frozenset[str]] = frozenset()
 
@@ -529,12 +527,12 @@ def _combo_fields(model: str, cost_center: str, application_id: str) -> tuple[st
 
 
 def _fields(names: Sequence[str], counts: Sequence[int], out: list[Any]) -> None:
-    """Append the non-zero counters as (field, increment) pairs (zero increments are skipped: fewer calls). An
-    increment goes as an integer (a Lua number, which Redis turns back into exact digits below 2^53), else as
-    its decimal string."""
+    """Append the non-zero counters as (field, increment) pairs (zero increments are skipped: fewer calls). The
+    increment goes as its decimal string: exact at any size, and Redis turning a Lua number back into digits
+    costs it more (~7 us per tenant script here) than ``str`` costs this process."""
     for name, value in zip(names, counts, strict=True):
         if value:
-            out += (name, value if value < _EXACT_IN_LUA else str(value))
+            out += (name, str(value))
 
 
 def _bucket_args(
@@ -992,7 +990,11 @@ class RedisStore:
                 c[3] += w
                 c[4] += req
                 c[5] += cost
-        args: list[Any] = [plan.horizon_s, _HWM_TTL_S, RING_TTL_S, len(streams), *streams, len(grouped), *groups]
+        args: list[Any] = [plan.horizon_s, _HWM_TTL_S, RING_TTL_S, len(streams)]
+        for stream_key in streams:
+            args += (stream_key, best[stream_key])
+        args.append(len(grouped))
+        args += groups
         _bucket_args(tk, keys, sums, ring, plan, args)
         settle = sorted({row[19] for row in rows if row[19]})
         args.append(len(settle))

@@ -110,7 +110,7 @@ def test_alert_marks_survive_the_server_losing_its_scripts(redis_client: redis.R
 
 
 def test_calendar_counters_stay_exact_past_lua_doubles(redis_client: redis.Redis) -> None:
-    # Increments go to the script as Lua numbers (doubles) below 2^53 and as decimal strings from there.
+    # Increments go to the script as decimal strings: the script does no arithmetic on them in Lua doubles.
     store = RedisStore(redis_client)
     big = 2**53 + 1
     store.apply_usage(
