@@ -4,7 +4,12 @@ Feeds 10,000-record Lambda-shaped Kinesis batches of plain UsageEvents over 1,00
 ``lambda_handler`` (decode, validate, price, dedupe, one Lua script per tenant, alert evaluation), then the same
 records through a naive consumer that decodes, validates and prices each event the same way but applies it with
 one EVALSHA per event (dedupe SET NX + the same counters). Prints figures, then one JSON line:
-``{"events_per_s": ..., "naive_events_per_s": ..., "ratio": ...}``. Not a test: nothing is asserted.
+``{"events_per_s": ..., "naive_events_per_s": ..., "ratio": ..., "consumer_cpu_us_per_event": ...,
+"redis_cpu_us_per_event": ...}``. Not a test: nothing is asserted.
+
+The wall-clock figures move with the machine's load (a shared box swings them by a third between runs); the
+CPU microseconds per event, of this process and of the Redis server, move much less and say where the time
+goes. Run it a few times and take the median.
 
 Run: ``.venv/bin/python -m bench.consumer [--batches N] [--naive-events N]``.
 """

@@ -188,7 +188,8 @@ class QuickDecoder:
         if reservation and not _EVENT_ID_MATCH(reservation):
             return None
         tags = ev.tags
-        if tags:
+        # Tag keys and values seen before pass in one set operation each; new ones are checked one by one.
+        if tags and not (self._tag_keys.issuperset(tags) and self._tag_values.issuperset(tags.values())):
             keys, values = self._tag_keys, self._tag_values
             for key, value in tags.items():
                 if key not in keys:
@@ -209,7 +210,7 @@ class QuickDecoder:
         if at.tzinfo is not UTC:  # 'Z' and '+00:00' parse to the UTC singleton; anything else: the slow path
             return None
         # The unix minute, remembered per "YYYY-MM-DDTHH:MM" prefix (see _minute), inline: once per event.
-        if occurred[4:5] == "-" and occurred[7:8] == "-" and occurred[13:14] == ":":
+        if len(occurred) > 16 and occurred[4] == "-" and occurred[7] == "-" and occurred[13] == ":":
             minute = self._minutes.get(occurred[:16])
             if minute is None:
                 minute = self._minute(occurred, at)
