@@ -95,7 +95,7 @@ RING_SLOTS: Final = 64  # sliding windows may be at most this many minutes long
 RING_TTL_S: Final = 3 * 3600
 INDEX_TTL_S: Final = 40 * 86400
 STATE_TTL_S: Final = 400 * 86400
-CHUNK: Final = 125  # tenants per pipeline: bounds request size and reply memory, and sets the overlap grain
+_ATTEMPTS: Final = 4  # sends of one tenant's script per batch when its predicted duplicates keep being wrong
 _GRAN_KEY: Final = {Granularity.HOUR: "h", Granularity.DAY: "d", Granularity.MONTH: "mo"}
 _GRAN_OF_KEY: Final = {key: granularity for granularity, key in _GRAN_KEY.items()}
 _TOTAL_FIELDS: Final = tuple(f"t|{c}" for c in COUNTERS)
@@ -761,8 +761,8 @@ class PendingApply:
         values = store._stream.wait(self._replies)
         index_error = next((v for v in values[: self._index_commands] if isinstance(v, Exception)), None)
         if index_error is not None:
-            # The active-tenant index must never miss a tenant with usage: report every tenant for retry (any
-            # script that did apply meets its high-water marks on the redelivery and counts nothing twice).
+            # The active-tenant index must never miss a tenant with usage: report every tenant for retry (a
+            # script that did apply finds its events' ids on the redelivery and counts nothing twice).
             for built in self._built:
                 results[built.index] = ApplyOutcome(built.batch.tenant_id, ok=False, error=f"redis: {index_error}")
             return [results[i] for i in range(len(batches))]
@@ -770,7 +770,7 @@ class PendingApply:
         reloaded = False
         answers: list[Any] = values[self._index_commands :]
         chunk = self._built
-        for _attempt in range(4):
+        for attempt in range(_ATTEMPTS):
             retry: list[int] = []
             missing: list[int] = []
             store._collect(answers, chunk, expected, results, retry, missing)
@@ -789,13 +789,14 @@ class PendingApply:
                             results[i] = ApplyOutcome(batches[i].tenant_id, ok=False, error=f"redis: {exc}")
             if not retry:
                 break
+            if attempt == _ATTEMPTS - 1:
+                for i in retry:
+                    results[i] = ApplyOutcome(
+                        batches[i].tenant_id, ok=False, error="dedupe state kept changing (contention)"
+                    )
+                break
             chunk = [store._apply_args(batches[i], expected.get(i), self._plan, i) for i in sorted(retry)]
             answers = store._stream.wait(store._stream.send(store._pack(chunk), len(chunk)))
-        else:
-            for built in chunk:
-                results[built.index] = ApplyOutcome(
-                    built.batch.tenant_id, ok=False, error="dedupe state kept changing (contention)"
-                )
         return [results[i] for i in range(len(batches))]
 
 

@@ -120,3 +120,19 @@ def test_calendar_counters_stay_exact_past_lua_doubles(redis_client: redis.Redis
     assert totals["month"].cost_nanos == totals["day"].cost_nanos == totals["hour"].cost_nanos == big + 3
     (row,) = store.daily_rollup("acme", NOW)
     assert row.totals.cost_nanos == big + 3
+
+
+def test_a_wrong_guess_at_the_duplicates_costs_a_round_trip_not_a_count(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a store that guesses every event a duplicate (it never is the first time)
+    store = RedisStore(redis_client)
+    monkeypatch.setattr(store, "_predict", lambda tenant, ids, *rest: [True] * len(ids))
+    events = tuple(ev("acme") for _ in range(3))
+    before = redis_client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    # WHEN the batch is applied
+    (out,) = store.apply_usage([TenantBatch("acme", events)], now=NOW, dedupe_horizon=HORIZON)
+    # THEN the script refused the guess, the second send applied everything once
+    assert (out.ok, out.applied, out.duplicates) == (True, 3, 0)
+    assert redis_client.info("commandstats")["cmdstat_evalsha"]["calls"] - before == 2
+    assert store.window_totals("acme", [MONTH], NOW)["month"].requests == 3
