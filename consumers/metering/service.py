@@ -5,8 +5,9 @@ alert_rules), and adapters behind the ports do the I/O. What may fail and what h
 
 - the store cannot apply a tenant's batch: that tenant's records are reported in ``batchItemFailures``
   (Lambda redelivers from the lowest; the dedupe rule makes the redelivery count only what was not stored);
-- marking, blocking, flagging or publishing an alert fails: the marks just raised are restored and the
-  tenant's records are reported failed, so the redelivery (all duplicates by then) evaluates again;
+- blocking, flagging or publishing an alert fails: the finding's mark is not raised (the targets it reached
+  keep their delivery marks) and the tenant's records are reported failed, so the redelivery (all duplicates by
+  then) evaluates again and does only what is left;
 - the quarantine destination fails: those records are reported failed. Bad records positioned after the
   lowest failure are left for the redelivery rather than quarantined twice.
 
