@@ -3,7 +3,8 @@
 moto's own Lambda event-source mapping invokes per record with no batching, retries or partial failures
 (FACTS.md), so it is no stand-in. This runner reproduces the behaviours the metering consumer relies on:
 
-- one poller per shard, one batch in flight per shard (ParallelizationFactor 1): per-shard order is kept;
+- one poller per shard, one batch in flight per shard (ParallelizationFactor 1): per-shard order is kept; the
+  pollers share one warm container, so their invocations run one at a time, as a Lambda container's do;
 - a batch closes at ``batch_size`` records or after ``batching_window_s`` (MaximumBatchingWindowInSeconds);
 - the event is Lambda-shaped (``Records[].kinesis.data`` base64, ``kinesisSchemaVersion``, ``eventID`` ...);
 - ``{"batchItemFailures": [...]}``: checkpoint just before the LOWEST failed sequence number and redeliver
@@ -197,6 +198,7 @@ class EventSourceMappingRunner:
         self.stopping = False
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._invoke_lock = threading.Lock()
 
     # --- delivery with Lambda's semantics -------------------------------------------------------------
 
@@ -206,7 +208,10 @@ class EventSourceMappingRunner:
             self.stats.invocations += 1
             self.stats.records_delivered += len(batch)
         try:
-            response = self.handler({"Records": list(batch)}, LambdaContext(self.function_name))
+            # One container, one invocation at a time, as in Lambda: the shard pollers share this process's
+            # handler (and its warm container), so their invocations take turns.
+            with self._invoke_lock:
+                response = self.handler({"Records": list(batch)}, LambdaContext(self.function_name))
         except Exception:
             logger.exception("handler raised; the whole batch failed")
             with self._lock:
