@@ -41,6 +41,7 @@ tenant per sliding window. Calendar counters are HINCRBY on 64-bit integers and 
 from __future__ import annotations
 
 import json
+import threading
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -672,14 +673,27 @@ class _Stream:
     wait in the socket and Redis's buffers; a group's ~100 KB fits the socket's buffer, so the write returns at
     once unless Redis is a whole group behind). A reply is a Python value, or the exception of an error reply;
     a broken connection fails every reply not yet read (nothing is retried here: the consumer reports those
-    records and Lambda redelivers them). Single-threaded, like the consumer that owns it."""
+    records and Lambda redelivers them). A lock keeps it whole when threads share the store (Lambda runs one
+    invocation at a time, a local runner or a test may not): replies are still read in the order sent."""
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self.conn: Any = None
         self.owed: deque[_Replies] = deque()
+        self._lock = threading.Lock()
 
     def send(self, payload: bytes, n: int) -> _Replies:
+        with self._lock:
+            return self._send(payload, n)
+
+    def wait(self, replies: _Replies) -> list[Any]:
+        """Read replies up to and including ``replies``'s."""
+        with self._lock:
+            while not replies.done:
+                self._read(self.owed[0])
+            return replies.values
+
+    def _send(self, payload: bytes, n: int) -> _Replies:
         replies = _Replies(n)
         if self.conn is None:
             try:
@@ -693,13 +707,10 @@ class _Stream:
             self.conn.send_packed_command([payload], check_health=False)
         except redis.RedisError as exc:
             self._broken(exc)
+        except BaseException as exc:  # half a command may be written: nothing later on it can be trusted
+            self._broken(redis.ConnectionError(f"send interrupted: {exc!r}"))
+            raise
         return replies
-
-    def wait(self, replies: _Replies) -> list[Any]:
-        """Read replies up to and including ``replies``'s."""
-        while not replies.done:
-            self._read(self.owed[0])
-        return replies.values
 
     def _read(self, head: _Replies) -> None:
         conn = self.conn
@@ -712,6 +723,9 @@ class _Stream:
         except redis.RedisError as exc:  # connection or timeout
             self._broken(exc)
             return
+        except BaseException as exc:  # interrupted mid-reply: the replies left unread would be misread
+            self._broken(redis.ConnectionError(f"read interrupted: {exc!r}"))
+            raise
         head.done = True
         self.owed.popleft()
         if not self.owed:
@@ -719,9 +733,10 @@ class _Stream:
             self.conn = None
 
     def _broken(self, exc: Exception) -> None:
-        self.conn.disconnect()
-        self.pool.release(self.conn)
-        self.conn = None
+        if self.conn is not None:
+            self.conn.disconnect()
+            self.pool.release(self.conn)
+            self.conn = None
         for replies in self.owed:
             replies.fail(exc)
         self.owed.clear()

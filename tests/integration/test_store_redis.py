@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -136,3 +137,32 @@ def test_a_wrong_guess_at_the_duplicates_costs_a_round_trip_not_a_count(
     assert (out.ok, out.applied, out.duplicates) == (True, 3, 0)
     assert redis_client.info("commandstats")["cmdstat_evalsha"]["calls"] - before == 2
     assert store.window_totals("acme", [MONTH], NOW)["month"].requests == 3
+
+
+def test_one_store_shared_by_threads_keeps_every_reply_with_its_command(redis_client: redis.Redis) -> None:
+    # GIVEN one store (and so one stream connection) used by four threads at once, as a local runner may
+    store = RedisStore(redis_client)
+    tenants = [f"t{i}" for i in range(4)]
+    errors: list[BaseException] = []
+
+    def work(tenant: str) -> None:
+        try:
+            for _ in range(15):
+                (out,) = store.apply_usage(
+                    [TenantBatch(tenant, (ev(tenant), ev(tenant)))], now=NOW, dedupe_horizon=HORIZON
+                )
+                assert out.ok and out.applied == 2, out
+                store.raise_marks([AlertMark(tenant, "spike|tokens", "2026112315", 1, NOW + timedelta(hours=1))])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    # WHEN they apply batches and raise marks concurrently
+    threads = [threading.Thread(target=work, args=(t,)) for t in tenants]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # THEN nothing was misread and every event counted once
+    assert errors == []
+    for tenant in tenants:
+        assert store.window_totals(tenant, [MONTH], NOW)["month"].requests == 30
