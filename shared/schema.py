@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -92,8 +92,11 @@ def new_event_id() -> str:
 
 
 def format_timestamp(t: datetime) -> str:
-    """UTC, millisecond precision, trailing Z: ``2026-11-23T15:39:27.123Z``."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    """UTC, millisecond precision (truncated), trailing Z: ``2026-11-23T15:39:27.123Z``."""
+    utc = t if t.tzinfo is UTC else t.astimezone(UTC)
+    # isoformat is twice as fast as strftime (this runs for every event a producer sends); it pads years below
+    # 1000 to four digits as it should, where strftime's %Y does not.
+    return utc.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def parse_timestamp(text: object, field_name: str = "occurred_at") -> datetime:
@@ -208,9 +211,18 @@ def event_to_dict(event: UsageEvent) -> dict[str, Any]:
     return out
 
 
-def encode_event(event: UsageEvent) -> bytes:
-    """Compact JSON bytes of a (valid, since construction validated it) event."""
-    data = json.dumps(event_to_dict(event), separators=(",", ":"), ensure_ascii=False).encode()
+def _stdlib_dumps(obj: dict[str, Any]) -> bytes:
+    return _JSON_ENCODE(obj).encode()
+
+
+_JSON_ENCODE: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def encode_event(event: UsageEvent, dumps: Callable[[dict[str, Any]], bytes] = _stdlib_dumps) -> bytes:
+    """Compact JSON bytes of a (valid, since construction validated it) event. ``dumps`` turns the wire dict
+    into UTF-8 JSON: the standard library's by default; a producer may pass a faster one (the SDK passes
+    ``msgspec.json.encode``, ~10x faster; any encoder emitting compact, valid UTF-8 JSON is equivalent)."""
+    data = dumps(event_to_dict(event))
     if len(data) > MAX_EVENT_BYTES:
         raise SchemaError("event", f"encoded event is {len(data)} bytes, limit {MAX_EVENT_BYTES}")
     return data

@@ -6,6 +6,10 @@ Why it is built this way:
   under a lock, a bounded deque append (plus a condition notify when the sender is idle or the queue is
   filling). Encoding, aggregation and network I/O all happen on the sender thread. ``bench/producer.py``
   measures the cost.
+- The sender's encoding and aggregation (~6 us per event) hold the interpreter lock, in bursts after each
+  linger window. Under CPython's default 5 ms switch interval such a burst can hold up a request thread of the
+  same process for up to 5 ms; latency-sensitive servers should lower it (``sys.setswitchinterval(0.0005)``),
+  as the gateway's local server does (bench/gateway.py: metering's added p99 3 ms before, 0.1 ms after).
 - The partition key is the tenant id. User records share a Kinesis record only when bound for the same shard
   (the shard map comes from ListShards and is refreshed every ``shard_map_refresh_s`` and whenever Kinesis
   puts a record elsewhere than predicted; without it, e.g. no ``kinesis:ListShards`` permission, they share
@@ -47,6 +51,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+import msgspec
 from botocore.exceptions import ParamValidationError
 
 from producers.sdk.batching import OutRecord, RecordBatcher
@@ -65,6 +70,10 @@ if TYPE_CHECKING:
     )
 
 logger = logging.getLogger(__name__)
+
+# The wire JSON encoder: msgspec's is ~10x the standard library's, and the sender encodes every event while
+# holding the GIL the application's threads need (shared.schema.encode_event).
+_dumps = msgspec.json.encode
 
 # close(timeout) waits up to timeout for delivery, then this much longer for the sender to leave a call.
 _STOP_GRACE_S = 1.0
@@ -439,9 +448,9 @@ class UsageProducer:
             queue.popleft()
             taken += 1
             if taken % 64 == 0:
-                # Encoding holds the GIL: after a linger window hundreds of events may be waiting, and taking
-                # them in one go stalls every request thread of the process (measured: +3.5 ms gateway p99).
-                # Yield between small chunks instead.
+                # Encoding holds the interpreter lock and a linger window may leave hundreds of events waiting:
+                # release it between chunks, a chance for a waiting request thread to take it (the sure bound
+                # is the switch interval: see the module docstring).
                 time.sleep(0)
             if taken % 256 == 0:
                 self._make_room()
@@ -456,7 +465,7 @@ class UsageProducer:
 
     def _aggregate(self, event: UsageEvent) -> None:
         try:
-            data = encode_event(event)
+            data = encode_event(event, _dumps)
             key = self._partition_key(event)
             shard_map = self._shard_map
             self._batcher.add(key, data, shard_map.shard_for(key) if shard_map is not None else None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 from producers.gateway.app import GatewayConfig, build_app
 from producers.gateway.backends.simulated import SimulatedModel
 from producers.gateway.models import ModelCall, ModelReply, StreamEnd, StreamPart, TextDelta
-from producers.gateway.server import LocalServer, start_local_server
+from producers.gateway.server import REQUEST_SWITCH_INTERVAL_S, LocalServer, start_local_server
 from shared.adapters.memory_store import InMemoryStore
 from shared.pricing import TokenUsage
 from shared.schema import Outcome
@@ -76,6 +77,19 @@ def test_keep_alive_serves_many_requests_on_one_connection(server: LocalServer, 
     conn.close()
     assert len(sink.events) == 5
     assert server.url == f"http://127.0.0.1:{server.port}"
+
+
+def test_serving_lowers_the_thread_switch_interval_and_never_raises_it(server: LocalServer) -> None:
+    # The server fixture started one: a background thread can hold up a request for at most this long.
+    assert sys.getswitchinterval() <= REQUEST_SWITCH_INTERVAL_S
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.0001)
+        extra = start_local_server(server.app)
+        extra.shutdown()
+        assert sys.getswitchinterval() == pytest.approx(0.0001)
+    finally:
+        sys.setswitchinterval(before)
 
 
 def test_errors_are_json_over_the_wire(server: LocalServer) -> None:

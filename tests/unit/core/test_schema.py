@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,6 +18,7 @@ from shared.schema import (
     decode_event,
     encode_event,
     event_to_dict,
+    format_timestamp,
     new_event_id,
 )
 
@@ -146,3 +148,18 @@ def test_any_valid_event_round_trips(tokens: tuple[int, int, int, int], latency:
         tags=tags,
     )
     assert decode_event(encode_event(event)) == event
+    # The SDK's faster encoder writes the same JSON value (escapes may differ; nothing else does).
+    fast = encode_event(event, msgspec.json.encode)
+    assert json.loads(fast) == json.loads(encode_event(event))
+    assert decode_event(fast) == event
+
+
+@given(
+    st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.integers(-14 * 60, 14 * 60),
+)
+def test_timestamps_are_utc_milliseconds_with_z(naive: datetime, offset_minutes: int) -> None:
+    t = naive.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    utc = t.astimezone(UTC)
+    expected = utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"  # the definition, slowly
+    assert format_timestamp(t) == expected
