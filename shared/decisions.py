@@ -108,6 +108,17 @@ def alert_level_for(used: int, limit: int, thresholds: Thresholds) -> LevelDecis
     return LevelDecision(level, used, limit, reason)
 
 
+def level_start(limit: int, thresholds: Thresholds, level: AlertLevel) -> int:
+    """The least ``used`` whose ``alert_level_for(used, limit, thresholds)`` is at least ``level``: exact
+    integer arithmetic, so a hot path can compare one integer instead of working out the level."""
+    if level is AlertLevel.OK:
+        return 0
+    if limit == 0:
+        return 1
+    num, den = thresholds.start_of(level).as_integer_ratio()
+    return -(-num * limit // den)  # ceil(fraction * limit)
+
+
 class AdmissionKind(StrEnum):
     ALLOW = "allow"
     RESERVE = "reserve"  # admit only against an atomic reservation of the request's maximum cost

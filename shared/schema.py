@@ -8,8 +8,9 @@ with a precise reason instead of guessing.
 from __future__ import annotations
 
 import json
+import os
 import re
-import uuid
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -86,9 +87,44 @@ class UsageEvent:
         return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
 
 
+class _EntropyPool:
+    """``os.urandom`` bytes read 4 KiB at a time and handed out in slices: one system call per 256 ids instead
+    of one per id (the call costs ~7 us in some sandboxes, and a gateway request makes two ids). Same bytes,
+    same quality; thread-safe; emptied in a forked child, which must never repeat its parent's ids."""
+
+    _CHUNK: Final = 4096
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buf = b""
+        self._pos = 0
+
+    def take(self, n: int) -> bytes:
+        with self._lock:
+            if self._pos + n > len(self._buf):
+                self._buf, self._pos = os.urandom(max(self._CHUNK, n)), 0
+            out = self._buf[self._pos : self._pos + n]
+            self._pos += n
+            return out
+
+    def reset(self) -> None:
+        self._lock = threading.Lock()  # a lock held by another thread at fork time would never be released
+        self._buf, self._pos = b"", 0
+
+
+_ENTROPY: Final = _EntropyPool()
+os.register_at_fork(after_in_child=_ENTROPY.reset)
+
+
+def random_hex(nbytes: int = 16) -> str:
+    """``2 * nbytes`` hex digits from the operating system's CSPRNG (what ``secrets.token_hex`` gives)."""
+    return _ENTROPY.take(nbytes).hex()
+
+
 def new_event_id() -> str:
-    """A producer-side unique id (UUID4 hex): the consumer's dedupe key for producer retries."""
-    return uuid.uuid4().hex
+    """A producer-side unique id (128 random bits as 32 hex digits): the consumer's dedupe key for producer
+    retries."""
+    return random_hex(16)
 
 
 def format_timestamp(t: datetime) -> str:

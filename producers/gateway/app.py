@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import secrets
 import threading
 import time
 import traceback
@@ -67,7 +66,16 @@ from producers.gateway.render import usd
 from shared.decisions import AdmissionKind, Metric, alert_level_for
 from shared.ports import EventSink, QuotaState, Totals, UsageReader
 from shared.pricing import PriceCatalog, TokenUsage
-from shared.schema import MAX_LATENCY_MS, MAX_TAGS, Outcome, Source, UsageEvent, format_timestamp, new_event_id
+from shared.schema import (
+    MAX_LATENCY_MS,
+    MAX_TAGS,
+    Outcome,
+    Source,
+    UsageEvent,
+    format_timestamp,
+    new_event_id,
+    random_hex,
+)
 from shared.tenants import Tenant, TenantRegistry
 from shared.windows import WINDOWS, window_reset
 
@@ -93,7 +101,7 @@ def utc_now() -> datetime:
 
 def new_request_id() -> str:
     """32 random hex digits, like an event id (the request id only correlates logs and headers)."""
-    return secrets.token_hex(16)
+    return random_hex(16)
 
 
 def log_failure(message: str, exc: BaseException, **context: str) -> None:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from shared.decisions import Admission, AdmissionKind, Metric, alert_level_for, decide_admission
+from shared.decisions import Admission, AdmissionKind, Metric, alert_level_for, decide_admission, level_start
 from shared.ports import QuotaState, QuotaStatus, Totals, UsageReader
 from shared.schema import new_event_id
 from shared.tenants import QuotaRule, Tenant
@@ -88,6 +88,9 @@ class QuotaView:
     degraded: bool = False  # the store could not be read: the gate failed open
     targets: tuple[_ReserveTarget, ...] = ()  # cost windows to reserve against; empty: not in reserve mode
     remaining: Remaining | None = None
+    # How much cost admitted unreserved (and not yet metered) would bring a hard cost quota to the tier's
+    # reserve level; None: nothing would (no hard cost quota, or the tier never reserves).
+    reserve_headroom: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +239,22 @@ class QuotaGate:
             view.totals,
             targets=tuple(self._reserve_targets(tenant, view, now)),
             remaining=self.remaining(tenant, view),
+            reserve_headroom=self._reserve_headroom(tenant, view),
         )
+
+    def _reserve_headroom(self, tenant: Tenant, view: QuotaView) -> int | None:
+        """QuotaView.reserve_headroom: the same test as step 2 of ``_reserve_targets``, solved for the unmetered
+        amount once per fetch instead of per request."""
+        reserve_from = tenant.tier.reserve_from()
+        if reserve_from is None:
+            return None
+        room = [
+            level_start(rule.limit, tenant.thresholds, reserve_from)
+            - view.totals.get(rule.window.name, Totals()).cost_nanos
+            for rule in self.cost_rules(tenant)
+            if rule.hard
+        ]
+        return min(room) if room else None
 
     def remaining(self, tenant: Tenant, view: QuotaView) -> Remaining | None:
         best: Remaining | None = None
@@ -272,19 +290,16 @@ class QuotaGate:
                         targets[rule.window.name] = _ReserveTarget(rule.window, rule.limit, used)
         return [targets[name] for name in sorted(targets)]
 
-    def _guards_spend(self, tenant: Tenant) -> bool:
-        """Whether unreserved admissions must be counted: the tier reserves and a hard cost quota exists."""
-        return tenant.tier.reserve_from() is not None and any(r.hard for r in self.cost_rules(tenant))
-
     def admit(self, tenant: Tenant, now: datetime, max_cost: int | Callable[[], int]) -> GateResult:
         """Decide, and in reserve mode take the reservation. ``max_cost`` may be a function: it is then worked
         out only when needed (in reserve mode). Raises QuotaUnavailableError if the store fails while
         reserving."""
         view = self.view(tenant, now)
-        guarded = not view.degraded and self._guards_spend(tenant)
+        # Unreserved admissions are counted when the tier reserves and a hard cost quota exists.
+        guarded = not view.degraded and view.reserve_headroom is not None
         unmetered = self.unmetered(tenant.tenant_id) if guarded else 0
         targets = view.targets
-        if not targets and unmetered:
+        if not targets and unmetered and view.reserve_headroom is not None and unmetered >= view.reserve_headroom:
             targets = tuple(self._reserve_targets(tenant, view, now, unmetered))
         if not view.status.blocks and not targets:
             # The common case: no block, not near a hard cost quota. Nothing to decide, nothing to reserve; only

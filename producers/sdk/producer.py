@@ -6,10 +6,11 @@ Why it is built this way:
   under a lock, a bounded deque append (plus a condition notify when the sender is idle or the queue is
   filling). Encoding, aggregation and network I/O all happen on the sender thread. ``bench/producer.py``
   measures the cost.
-- The sender's encoding and aggregation (~6 us per event) hold the interpreter lock, in bursts after each
-  linger window. Under CPython's default 5 ms switch interval such a burst can hold up a request thread of the
-  same process for up to 5 ms; latency-sensitive servers should lower it (``sys.setswitchinterval(0.0005)``),
-  as the gateway's local server does (bench/gateway.py: metering's added p99 3 ms before, 0.1 ms after).
+- The sender's encoding and aggregation (~6 us per event) hold the interpreter lock. It takes queued events
+  every ``TAKE_INTERVAL_S`` while an aggregate lingers, so the work comes in small slices rather than one burst
+  per linger window. Under CPython's default 5 ms switch interval a longer stretch of sender work (a backlog,
+  a large PutRecords) can still hold up a request thread of the same process for up to 5 ms; latency-sensitive
+  servers should lower it (``sys.setswitchinterval(0.0005)``), as the gateway's local server does.
 - The partition key is the tenant id. User records share a Kinesis record only when bound for the same shard
   (the shard map comes from ListShards and is refreshed every ``shard_map_refresh_s`` and whenever Kinesis
   puts a record elsewhere than predicted; without it, e.g. no ``kinesis:ListShards`` permission, they share
@@ -74,6 +75,9 @@ logger = logging.getLogger(__name__)
 # The wire JSON encoder: msgspec's is ~10x the standard library's, and the sender encodes every event while
 # holding the GIL the application's threads need (shared.schema.encode_event).
 _dumps = msgspec.json.encode
+
+# While an aggregate lingers, queued events are moved into it this often.
+TAKE_INTERVAL_S = 0.01
 
 # close(timeout) waits up to timeout for delivery, then this much longer for the sender to leave a call.
 _STOP_GRACE_S = 1.0
@@ -424,6 +428,11 @@ class UsageProducer:
         deadlines = []
         if self._linger_deadline is not None:
             deadlines.append(self._linger_deadline)
+            if queued:
+                # Take what arrived every few ms rather than all of it at the deadline: the same work, in small
+                # slices that hold the interpreter lock briefly instead of one burst that holds up the
+                # application's threads (see the module docstring).
+                deadlines.append(now + TAKE_INTERVAL_S)
         due = batcher.next_due()
         if due is not None:
             deadlines.append(due)

@@ -14,6 +14,7 @@ from shared.decisions import (
     Thresholds,
     alert_level_for,
     decide_admission,
+    level_start,
 )
 from shared.errors import ConfigError
 
@@ -83,6 +84,23 @@ def test_alert_levels_never_go_down_as_spend_rises(
     notice, warning, critical = sorted(picks)
     t = Thresholds(notice, warning, critical, over)
     assert alert_level_for(used + more, limit, t).level >= alert_level_for(used, limit, t).level
+
+
+@given(
+    limit=st.integers(0, 10**15),
+    picks=st.lists(fractions, min_size=3, max_size=3, unique=True),
+    over=st.decimals(min_value=Decimal(1), max_value=Decimal(2), places=2),
+    level=st.sampled_from(AlertLevel),
+    offset=st.integers(-3, 3),
+)
+def test_level_start_is_exactly_where_the_level_begins(
+    limit: int, picks: list[Decimal], over: Decimal, level: AlertLevel, offset: int
+) -> None:
+    notice, warning, critical = sorted(picks)
+    t = Thresholds(notice, warning, critical, over)
+    start = level_start(limit, t, level)
+    used = max(0, start + offset)
+    assert (alert_level_for(used, limit, t).level >= level) == (used >= start)
 
 
 def test_active_block_denies_until_its_end() -> None:

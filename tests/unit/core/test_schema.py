@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -71,7 +73,39 @@ def test_optional_fields_are_omitted_when_empty() -> None:
 
 
 def test_event_ids_are_unique() -> None:
-    assert len({new_event_id() for _ in range(1000)}) == 1000
+    ids = [new_event_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_event_ids_are_unique_across_threads() -> None:
+    found: list[list[str]] = [[] for _ in range(8)]
+
+    def work(n: int) -> None:
+        found[n] += [new_event_id() for _ in range(2000)]  # several pool refills per thread
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({i for ids in found for i in ids}) == 16_000
+
+
+def test_a_forked_child_never_repeats_its_parents_ids() -> None:
+    new_event_id()  # the pool now holds bytes a child would inherit
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write_end, "".join(new_event_id() for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    child = os.read(read_end, 200).decode()
+    os.close(read_end)
+    parent = "".join(new_event_id() for _ in range(3))
+    assert len(child) == 96
+    assert {child[i : i + 32] for i in range(0, 96, 32)}.isdisjoint({parent[i : i + 32] for i in range(0, 96, 32)})
 
 
 @pytest.mark.parametrize(
