@@ -276,6 +276,20 @@ def event_digest(event_id: str) -> bytes:
     return hashlib.blake2b(event_id.encode(), digest_size=EVENT_DIGEST_BYTES).digest()
 
 
+_BLAKE: Final = hashlib.blake2b(digest_size=EVENT_DIGEST_BYTES)  # copied: a third faster than a new one
+
+
+def event_digests(event_ids: Iterable[str]) -> bytes:
+    """``event_digest`` of each id, concatenated."""
+    out = []
+    copy = _BLAKE.copy
+    for event_id in event_ids:
+        h = copy()
+        h.update(event_id.encode())
+        out.append(h.digest())
+    return b"".join(out)
+
+
 def dedupe_bucket(event: MeteredEvent) -> str:
     """Event ids are remembered per occurred-at hour: a producer retry resends the same bytes, so the same
     occurred_at, so one set lookup finds it."""

@@ -7,10 +7,14 @@ script may touch them all; every key a script touches is passed in KEYS):
   ``minute,i,o,r,w,n,c`` (the minute it counts, then its counters), so sliding windows up to 64 minutes read
   one HMGET and the hash stays in Redis's compact encoding (~3 KB per active tenant). Expires 3 h after the
   last write.
-- ``tm:{T}:h:<YYYYMMDDHH>`` hash, hour totals ``t|<code>``. Expires at bucket end + 2 days.
-- ``tm:{T}:d:<YYYYMMDD>`` hash, day totals, ``m|c|a<SEP>value|<code>`` dimensions and
-  ``x<SEP>model<SEP>cc<SEP>app|<code>`` combinations (the daily report). Bucket end + 40 days.
-- ``tm:{T}:mo:<YYYYMM>`` hash, month totals and model/costCenter/applicationId dimensions. Bucket end + 400 days.
+- ``tm:{T}:h:<YYYYMMDDHH>`` hash, hour totals: field ``t`` -> ``i,o,r,w,n,c`` (the six counters, packed in
+  one field: one HMGET and one HSET per bucket and batch instead of an HINCRBY per counter). Expires at bucket
+  end + 2 days (set when the bucket is created).
+- ``tm:{T}:d:<YYYYMMDD>`` hash, day totals ``t`` and combinations ``x<SEP>model<SEP>cc<SEP>app`` (the daily
+  report, and the per-dimension sums of the CLI), each ``i,o,r,w,n,c``. Bucket end + 40 days.
+- ``tm:{T}:mo:<YYYYMM>`` hash, month totals ``t``. Bucket end + 400 days.
+  (The layout before packing kept one field per counter, ``<prefix>|<code>``: readers add any such fields in,
+  and the apply script folds a bucket's ``t|<code>`` fields into ``t`` when it writes the bucket.)
 - ``tm:{T}:ev:<YYYYMMDDHH>`` set of 12-byte digests of event ids that occurred in that hour. Expires the dedupe
   horizon after its last write.
 - ``tm:{T}:hwm`` hash, ``shard|partition key`` -> highest applied position (64-digit sequence + 10-digit sub).
@@ -26,7 +30,7 @@ increments with the per-event dedupe facts. The script checks each event (positi
 mark, SMISMEMBER of its digest) before writing anything; if the duplicates are not the expected ones it answers
 with the real ones, and Python re-aggregates and sends again. Otherwise it applies everything and reads back the
 windows asked for (one string of comma-separated counters). So Redis work is one SMISMEMBER and one SADD per
-event-id set plus a few HINCRBYs per tenant and bucket, in one round trip for the whole batch.
+event-id set plus one HMGET and one HSET per bucket, in one round trip for the whole batch.
 
 Throughput (the consumer's hot path, ``send_rows``): the consumer hands over rows (flat tuples) rather than
 MeteredEvents, and one group of tenants at a time; the scripts are packed with hiredis and written on one
@@ -35,7 +39,9 @@ group of tenants while Redis runs this one. redis-py's pipeline would cost ~40 u
 per command; Redis itself spends ~110 us per tenant script here (bench/consumer.py).
 
 Sums of sliding windows are done in Lua numbers (doubles): exact below 2^53, i.e. below $9,007,199 of cost per
-tenant per sliding window. Calendar counters are HINCRBY on 64-bit integers and read back as strings.
+tenant per sliding window. Calendar counters are exact at any size: the script adds them in Lua numbers while
+the sums stay below 2^53 and digit by digit (decimal strings) from there on; Python sends any increment past
+2^53 as a decimal string.
 """
 
 from __future__ import annotations
@@ -65,13 +71,12 @@ from shared.ports import (
     previous_name,
 )
 from shared.store_layout import (
-    COUNTERS,
     HWM_RETENTION,
     SEP,
     Dim,
     TenantRows,
     dimension_sums,
-    event_digest,
+    event_digests,
     fields_to_totals,
     hwm_applies,
     minute_ids,
@@ -99,11 +104,60 @@ STATE_TTL_S: Final = 400 * 86400
 _ATTEMPTS: Final = 4  # sends of one tenant's script per batch when its predicted duplicates keep being wrong
 _GRAN_KEY: Final = {Granularity.HOUR: "h", Granularity.DAY: "d", Granularity.MONTH: "mo"}
 _GRAN_OF_KEY: Final = {key: granularity for granularity, key in _GRAN_KEY.items()}
-_TOTAL_FIELDS: Final = tuple(f"t|{c}" for c in COUNTERS)
 
 # Shared Lua: read calendar totals and sliding sums. The reads' ARGV from index i:
 #   ncal, then ncal KEYS indexes; now_minute, nsliding, then nsliding lengths (minutes).
 _LUA_READ: Final = """
+-- Calendar counters: one field per prefix, ``i,o,r,w,n,c`` in decimal. Sums are Lua numbers (doubles) while
+-- they stay below 2^53, so exact; from there on decimal strings added digit by digit: exact at any size.
+local LIM = 9007199254740992
+local PACKED = '^(%d+),(%d+),(%d+),(%d+),(%d+),(%d+)$'
+-- The totals' per-counter fields of the layout before packing: read with 't', folded into it when written.
+local LEGACY = {'t|i', 't|o', 't|r', 't|w', 't|n', 't|c'}
+local function digits(x)
+  if type(x) == 'number' then return string.format('%d', x) end
+  return x
+end
+local function bigadd(a, b)
+  a, b = digits(a), digits(b)
+  local rev, carry = {}, 0
+  local la, lb = #a, #b
+  for k = 0, math.max(la, lb) - 1 do
+    local d = carry
+    if k < la then d = d + string.byte(a, la - k) - 48 end
+    if k < lb then d = d + string.byte(b, lb - k) - 48 end
+    if d >= 10 then d = d - 10; carry = 1 else carry = 0 end
+    rev[#rev+1] = d
+  end
+  if carry > 0 then rev[#rev+1] = 1 end
+  local n = #rev
+  while n > 1 and rev[n] == 0 do n = n - 1 end
+  local s = {}
+  for k = 1, n do s[k] = rev[n - k + 1] end
+  return table.concat(s)
+end
+local function parts6(text)
+  local a, b, c, d, e, f = string.match(text, PACKED)
+  if not a then error('tenantmeter: malformed counters ' .. text) end
+  return a, b, c, d, e, f
+end
+-- A packed value (nil: zeros) plus six counters q (numbers below 2^53, or decimal strings), packed.
+local function add6(text, q)
+  local a, b, c, d, e, f = 0, 0, 0, 0, 0, 0
+  if text then a, b, c, d, e, f = parts6(text) end
+  local s1, s2, s3, s4, s5, s6 = a + q[1], b + q[2], c + q[3], d + q[4], e + q[5], f + q[6]
+  if s1 < LIM and s2 < LIM and s3 < LIM and s4 < LIM and s5 < LIM and s6 < LIM then
+    return string.format('%d,%d,%d,%d,%d,%d', s1, s2, s3, s4, s5, s6)
+  end
+  return table.concat({bigadd(a, q[1]), bigadd(b, q[2]), bigadd(c, q[3]), bigadd(d, q[4]), bigadd(e, q[5]),
+                       bigadd(f, q[6])}, ',')
+end
+-- The legacy total fields' values (HMGET replies from index n), or nil when there are none.
+local function legacy6(v, n)
+  if v[n] or v[n+1] or v[n+2] or v[n+3] or v[n+4] or v[n+5] then
+    return {v[n] or '0', v[n+1] or '0', v[n+2] or '0', v[n+3] or '0', v[n+4] or '0', v[n+5] or '0'}
+  end
+end
 -- A ring slot is one field "minute,i,o,r,w,n,c": 64 small fields keep the hash in its compact encoding.
 local function slot_parts(text)
   local m, a, b, c, d, e, f = string.match(text, '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')
@@ -130,11 +184,20 @@ local function fetch_slots(ring, slots)
   end
   return parsed
 end
--- Calendar totals, then the sliding sums over the parsed ring slots.
-local function read_out(plan, parsed, out)
+-- Calendar totals (from ``written``, key -> the packed totals this script just wrote, else read), then the
+-- sliding sums over the parsed ring slots.
+local function read_out(plan, parsed, out, written)
   for c = 1, #plan.cal do
-    local v = redis.call('HMGET', plan.cal[c], 't|i','t|o','t|r','t|w','t|n','t|c')
-    for f = 1, 6 do out[#out+1] = v[f] or '0' end
+    local key = plan.cal[c]
+    local text = written and written[key]
+    if not text then
+      local v = redis.call('HMGET', key, 't', unpack(LEGACY))
+      text = v[1] or '0,0,0,0,0,0'
+      local old = legacy6(v, 2)
+      if old then text = add6(text, old) end
+    end
+    local n = #out
+    out[n+1], out[n+2], out[n+3], out[n+4], out[n+5], out[n+6] = parts6(text)
   end
   local lens = plan.lens
   local nsl = #lens
@@ -172,12 +235,12 @@ end
 #   ngroups, then per group (one event-id set): key index, nevents, four fixed-width blobs holding per event
 #     its stream index, position, digest and expected dup flag (0/1), and whether the group's events are checked
 #     against the high-water marks (1/0: see shared.store_layout.hwm_applies);
-#   buckets: one MessagePack array of, per bucket, key index, ttl and an array of (field, increment as a
-#     decimal string)*;
+#   buckets: one MessagePack array of, per bucket, key index, ttl and an array of (field, [i, o, r, w, n, c])*,
+#     field 't' first (increments past 2^53 as decimal strings);
 #   nring, then per minute: minute, i, o, r, w, n, c;
 #   nsettle, reservation ids*; then reads.
-# Bucket counters are HINCRBY on 64-bit integers (measured ~20% faster per script here than HMGET + Lua
-# arithmetic + HSET, and exact at any size).
+# Bucket counters: one packed field per prefix, one HMGET and one HSET per bucket. An HINCRBY per counter cost
+# Redis ~1 us each in a day hash of one field per counter (~36 per tenant script here): ~40 of its ~120 us.
 _LUA_APPLY: Final = (
     _LUA_READ
     + """
@@ -230,12 +293,30 @@ if nst > 0 then
   if #upd > 0 then redis.call('HSET', hwm, unpack(upd)) end
   redis.call('EXPIRE', hwm, ARGV[2])
 end
--- Buckets: one MessagePack array (fewer arguments to parse on both sides): key index, ttl, {field, increment...}
+-- Buckets: one MessagePack array (fewer arguments to parse on both sides): per bucket its key index, ttl and
+-- {field, counters, ...} with 't' (the tenant's totals) first. One HMGET (with the legacy total fields, folded
+-- into 't' and deleted) and one HSET per bucket. A key is new when it had neither: only then its EXPIRE (the
+-- bucket's expiry is fixed).
 local buckets = cmsgpack.unpack(ARGV[i]); i = i + 1
+local written = {}
 for b = 1, #buckets, 3 do
   local key, fields = KEYS[buckets[b]], buckets[b+2]
-  for f = 1, #fields, 2 do redis.call('HINCRBY', key, fields[f], fields[f+1]) end
-  redis.call('EXPIRE', key, buckets[b+1])
+  local nf = #fields / 2
+  local names = {}
+  for f = 1, nf do names[f] = fields[2*f-1] end
+  for l = 1, 6 do names[nf+l] = LEGACY[l] end
+  local cur = redis.call('HMGET', key, unpack(names))
+  local upd = {}
+  for f = 1, nf do
+    upd[2*f-1] = names[f]
+    upd[2*f] = add6(cur[f], fields[2*f])
+  end
+  local old = legacy6(cur, nf + 1)
+  if old then upd[2] = add6(upd[2], old) end
+  redis.call('HSET', key, unpack(upd))
+  if old then redis.call('HDEL', key, unpack(LEGACY))
+  elseif not cur[1] then redis.call('EXPIRE', key, buckets[b+1]) end
+  written[key] = upd[2]
 end
 -- Ring: the slots written and the slots the sliding windows read, fetched with one HMGET and parsed once.
 local nr = tonumber(ARGV[i]); i = i + 1
@@ -283,7 +364,7 @@ if nr > 0 then
   redis.call('EXPIRE', ring, ARGV[3])
 end
 local out = {}
-read_out(plan, parsed, out)
+read_out(plan, parsed, out, written)
 return {1, table.concat(out, ',')}  -- one string: converting dozens of replies costs Redis more than this
 """
 )
@@ -403,10 +484,13 @@ class _Reads:
         self.tail = [now_minute, len(sliding), *sliding]
         self.names = tuple(names)
 
-    def args(self, tk: str, keys: _KeyList) -> list[Any]:
+    def calendar_args(self, tk: str, keys: _KeyList) -> list[Any]:
         out: list[Any] = [len(self.calendar)]
         out += [keys.index(f"{tk}:{suffix}") for suffix in self.calendar]
-        return out + self.tail
+        return out
+
+    def args(self, tk: str, keys: _KeyList) -> list[Any]:
+        return self.calendar_args(tk, keys) + self.tail
 
     def decode(self, values: Sequence[Any]) -> dict[str, Totals]:
         ints = [int(v) if v is not None else 0 for v in values]
@@ -449,6 +533,16 @@ class _HourPlan(NamedTuple):
     month_ttl: int
     events_key: str  # the event-id set of the hour
     hwm_check: str  # "1": its events are checked against the high-water marks (store_layout.hwm_applies)
+
+
+class _TenantKeys(NamedTuple):
+    """A tenant's script KEYS for events of one hour: hwm, ring, reservations, the hour's event-id set, its
+    hour, day and month buckets, then calendar windows read that are not among them; and their indexes."""
+
+    keys: list[str]
+    events: int
+    buckets: tuple[int, int, int]
+    reads: list[int]  # the number of calendar windows read, then their KEYS indexes
 
 
 class _BatchPlan:
@@ -512,47 +606,22 @@ class _Applied:
         self.index = index  # position in the apply call's batches
 
 
-_COMBO_FIELDS: dict[tuple[str, str, str], tuple[str, ...]] = {}
+_COMBO: Final = Dim.COMBO.value
+_LIM: Final = 2**53  # counters from here up go to the script as decimal strings (Lua numbers are doubles)
 
 
-def _combo_fields(model: str, cost_center: str, application_id: str) -> tuple[str, ...]:
-    """The six ``x<SEP>model<SEP>cc<SEP>app|<code>`` field names of a day combination, memoised."""
-    key = (model, cost_center, application_id)
-    found = _COMBO_FIELDS.get(key)
-    if found is None:
-        if len(_COMBO_FIELDS) > 100_000:
-            _COMBO_FIELDS.clear()
-        prefix = SEP.join((Dim.COMBO.value, model, cost_center, application_id))
-        found = _COMBO_FIELDS[key] = tuple(f"{prefix}|{code}" for code in COUNTERS)
-    return found
+def _digits(counts: list[Any]) -> list[Any]:
+    """Counters at or past 2^53 as decimal strings: the script adds those digit by digit, exactly."""
+    return [str(v) if v >= _LIM else v for v in counts]
 
 
-def _fields(names: Sequence[str], counts: Sequence[int], out: list[Any]) -> None:
-    """Append the non-zero counters as (field, increment) pairs (zero increments are skipped: fewer calls). The
-    increment goes as its decimal string: exact at any size, and Redis turning a Lua number back into digits
-    costs it more (~7 us per tenant script here) than ``str`` costs this process."""
-    for name, value in zip(names, counts, strict=True):
-        if value:
-            out += (name, str(value))
+def _exact(fields: list[Any]) -> list[Any]:
+    """A bucket's ``[field, counters, ...]`` with every counter past 2^53 as a decimal string."""
+    return [_digits(x) if type(x) is list else x for x in fields]
 
 
-def _bucket_args(
-    tk: str,
-    keys: _KeyList,
-    sums: Mapping[tuple[int, str, str, str], list[int]],
-    ring: Mapping[int, list[int]],
-    plan: _BatchPlan,
-    args: list[Any],
-) -> None:
-    """Append the bucket and ring sections of the apply script's ARGV. ``sums`` are the new events' counters per
-    (unix hour, model, costCenter, applicationId); they roll up to hour, day and month totals and day
-    combinations. ``ring`` holds the counters per unix minute."""
-    hours = {key[0] for key in sums}
-    if len(hours) == 1:
-        buckets = _one_hour_buckets(tk, keys, sums, plan.hour(hours.pop()))
-    else:
-        buckets = _buckets(tk, keys, sums, plan)
-    args.append(_msgpack(buckets))
+def _ring_args(ring: Mapping[int, list[int]], args: list[Any]) -> None:
+    """Append the ring section of the apply script's ARGV: the new events' counters per unix minute."""
     args.append(len(ring))
     for minute, counts in ring.items():
         args.append(minute)
@@ -560,40 +629,48 @@ def _bucket_args(
 
 
 def _one_hour_buckets(
-    tk: str, keys: _KeyList, sums: Mapping[tuple[int, str, str, str], list[int]], hour: _HourPlan
+    indexes: tuple[int, int, int], sums: Mapping[tuple[str, str, str], list[int]], hour: _HourPlan
 ) -> list[Any]:
-    """``_buckets`` for the usual batch, whose new events all occurred in one hour: its hour, day and month
-    totals are the same sums, and its day combinations are ``sums`` as they are."""
+    """``_buckets`` for the usual batch, whose events all occurred in one hour: ``sums`` are the new events'
+    counters per (model, costCenter, applicationId), its day combinations as they are; the hour, day and month
+    totals are their sum. ``indexes``: the KEYS indexes of the hour, day and month buckets."""
     t = [0, 0, 0, 0, 0, 0]
-    combos: list[Any] = []
-    for (_, model, cc, app), c in sums.items():
-        t[0] += c[0]
-        t[1] += c[1]
-        t[2] += c[2]
-        t[3] += c[3]
-        t[4] += c[4]
-        t[5] += c[5]
-        _fields(_combo_fields(model, cc, app), c, combos)
-    totals: list[Any] = []
-    _fields(_TOTAL_FIELDS, t, totals)
+    combos: list[Any] = ["t", t]
+    for (model, cc, app), c in sums.items():
+        i, o, r, w, n, cost = c
+        if i or o or r or w or n or cost:
+            t[0] += i
+            t[1] += o
+            t[2] += r
+            t[3] += w
+            t[4] += n
+            t[5] += cost
+            combos += (SEP.join((_COMBO, model, cc, app)), c)
+    if len(combos) == 2:
+        return []  # nothing to count (counters are never negative)
+    if max(t) >= _LIM:
+        combos = _exact(combos)
+    totals = combos[:2]
     buckets: list[Any] = []
-    for suffix, ttl, fields in (
-        (hour.hour_key, hour.hour_ttl, totals),
-        (hour.day_key, hour.day_ttl, totals + combos),
-        (hour.month_key, hour.month_ttl, totals),
-    ):
-        if ttl > 0 and fields:
-            buckets += (keys.index(f"{tk}:{suffix}"), ttl, fields)
+    if hour.hour_ttl > 0:
+        buckets += (indexes[0], hour.hour_ttl, totals)
+    if hour.day_ttl > 0:
+        buckets += (indexes[1], hour.day_ttl, combos)
+    if hour.month_ttl > 0:
+        buckets += (indexes[2], hour.month_ttl, totals)
     return buckets
 
 
 def _buckets(
     tk: str, keys: _KeyList, sums: Mapping[tuple[int, str, str, str], list[int]], plan: _BatchPlan
 ) -> list[Any]:
-    """The bucket section (flat: key index, ttl, [field, increment, ...] per bucket) for new events of any hours."""
+    """The bucket section (flat: key index, ttl, ["t", totals, combination field, counters, ...] per bucket) for
+    new events of any hours. All-zero counters are left out (counters are never negative)."""
     hours: dict[int, list[int]] = {}
-    combos: dict[str, dict[tuple[str, ...], list[int]]] = {}  # day -> combination fields -> counters
+    combos: dict[str, dict[str, list[int]]] = {}  # day -> combination field -> counters
     for (hour, model, cc, app), c in sums.items():
+        if not any(c):
+            continue
         t = hours.get(hour)
         if t is None:
             hours[hour] = c.copy()
@@ -601,10 +678,10 @@ def _buckets(
             for f in range(6):
                 t[f] += c[f]
         day_combos = combos.setdefault(minute_ids(hour * 60)[2], {})
-        names = _combo_fields(model, cc, app)
-        cur = day_combos.get(names)
+        name = SEP.join((_COMBO, model, cc, app))
+        cur = day_combos.get(name)
         if cur is None:
-            day_combos[names] = c.copy()
+            day_combos[name] = c.copy()
         else:
             for f in range(6):
                 cur[f] += c[f]
@@ -625,13 +702,13 @@ def _buckets(
         ttl = _expiry(_GRAN_OF_KEY[gran], ident) - plan.now_s
         if ttl <= 0:
             continue  # older than the bucket's retention: nothing would read it
-        fields: list[Any] = []
-        _fields(_TOTAL_FIELDS, counts, fields)
+        fields: list[Any] = ["t", counts]
         if gran == "d":
-            for names, c in combos.get(ident, {}).items():
-                _fields(names, c, fields)
-        if fields:
-            buckets += (keys.index(f"{tk}:{gran}:{ident}"), ttl, fields)
+            for name, c in combos.get(ident, {}).items():
+                fields += (name, c)
+        if max(counts) >= _LIM:
+            fields = _exact(fields)
+        buckets += (keys.index(f"{tk}:{gran}:{ident}"), ttl, fields)
     return buckets
 
 
@@ -829,6 +906,7 @@ class RedisStore:
         # container predict its duplicates and apply in one round trip. Only ever too low, never too high
         # (marks only rise), so a miss costs one more round trip, never a wrong count.
         self._known_hwm: dict[tuple[str, str], str] = {}
+        self._keys_cache: dict[tuple[str, int, tuple[str, ...]], _TenantKeys] = {}
         self._stream = _Stream(client.connection_pool)  # connects on first use, never at import
 
     # --- WindowStore -------------------------------------------------------------------------------------
@@ -926,109 +1004,178 @@ class RedisStore:
         stored before (usually right, so usually one round trip). Column by column where that is cheaper in
         Python than row by row: this runs for every tenant of every batch."""
         tenant = batch.tenant_id
-        tk = _tk(tenant)
-        keys = _KeyList(f"{tk}:hwm", f"{tk}:min", f"{tk}:res")
         rows = batch.rows
+        n = len(rows)
         ids = [row[1] for row in rows]
         stream_keys = [row[8] for row in rows]
         positions = [row[9] for row in rows]
-        hours = [row[3] // 60 for row in rows]
-        streams: dict[str, int] = {}  # stream key -> index (1-based, three digits in the script)
-        for stream_key in stream_keys:
-            if stream_key not in streams:
-                streams[stream_key] = len(streams) + 1
-        if len(streams) > 999:
-            raise ValueError("more than 999 (shard, partition key) streams for one tenant in one batch")
-        best: dict[str, str] = {}  # per stream key: the highest position in the batch
-        if len(streams) == 1:
-            best[stream_keys[0]] = max(positions)
+        minutes = [row[3] for row in rows]
+        first = stream_keys[0] if n else ""
+        if stream_keys.count(first) == n:  # the usual: one (shard, partition key) stream
+            streams = {first: 1} if n else {}
+            best = {first: max(positions)} if n else {}
         else:
+            streams = {key: i for i, key in enumerate(dict.fromkeys(stream_keys), 1)}
+            if len(streams) > 999:
+                raise ValueError("more than 999 (shard, partition key) streams for one tenant in one batch")
+            best = {}  # per stream key: the highest position in the batch
             for stream_key, pos in zip(stream_keys, positions, strict=True):
                 if pos > best.get(stream_key, ""):
                     best[stream_key] = pos
         if dups is None:
-            dups = self._predict(tenant, ids, stream_keys, positions, streams)
-        # The per-event dedupe facts, one group (event-id set) per occurred-at hour.
-        order: list[int] = []
-        groups: list[Any] = []
-        if min(hours) == max(hours):
-            members: Sequence[int] = range(len(rows))
-            grouped: list[tuple[int, Sequence[int]]] = [(hours[0], members)]
+            dups = self._predict(tenant, ids, stream_keys, positions, best)
+        reads = plan.reads(batch.read_windows, batch.read_previous)
+        hour = minutes[0] // 60 if n else 0
+        one_hour = n > 0 and min(minutes) // 60 == hour == max(minutes) // 60
+        if one_hour:
+            tkeys = self._tenant_keys(tenant, hour, plan.hour(hour), reads.calendar)
+            keys = tkeys.keys
+            kl = None
         else:
-            by_hour: dict[int, list[int]] = {}
-            for n, hour in enumerate(hours):
-                by_hour.setdefault(hour, []).append(n)
-            grouped = list(by_hour.items())
-        for hour, members in grouped:
-            if len(streams) == 1:
-                indexes = _STREAM_INDEX[1] * len(members)
-            else:
-                indexes = "".join([_STREAM_INDEX[streams[stream_keys[n]]] for n in members])
-            blob = "".join([positions[n] for n in members])
-            if len(blob) != POSITION_WIDTH * len(members):
+            tk = _tk(tenant)
+            kl = _KeyList(f"{tk}:hwm", f"{tk}:min", f"{tk}:res")
+            keys = kl.keys
+        args: list[Any] = [plan.horizon_s, _HWM_TTL_S, RING_TTL_S, len(streams)]
+        for stream_key, pos in best.items():
+            args += (stream_key, pos)
+        # The per-event dedupe facts, one group (event-id set) per occurred-at hour.
+        if one_hour:
+            order: list[int] = list(range(n))
+            blob = "".join(positions)
+            if len(blob) != POSITION_WIDTH * n:
                 raise ValueError("a sequence number longer than 64 digits")
-            hour_plan = plan.hour(hour)
-            groups += (
-                keys.index(f"{tk}:{hour_plan.events_key}"),
-                len(members),
+            if len(streams) == 1:
+                indexes = _STREAM_INDEX[1] * n
+            else:
+                indexes = "".join([_STREAM_INDEX[streams[k]] for k in stream_keys])
+            args += (
+                1,
+                tkeys.events,
+                n,
                 indexes,
                 blob,
-                b"".join([event_digest(ids[n]) for n in members]),
-                "".join(["1" if dups[n] else "0" for n in members]),
-                hour_plan.hwm_check,
+                event_digests(ids),
+                "".join(["1" if dup else "0" for dup in dups]) if any(dups) else "0" * n,
+                plan.hour(hour).hwm_check,
             )
-            order += members
-        # The new events' counters per (hour, model, cc, app) and per minute.
-        sums: dict[tuple[int, str, str, str], list[int]] = {}
+        else:
+            assert kl is not None
+            order = []
+            by_hour: dict[int, list[int]] = {}
+            for k, minute in enumerate(minutes):
+                by_hour.setdefault(minute // 60, []).append(k)
+            args.append(len(by_hour))
+            for group_hour, members in by_hour.items():
+                blob = "".join([positions[k] for k in members])
+                if len(blob) != POSITION_WIDTH * len(members):
+                    raise ValueError("a sequence number longer than 64 digits")
+                hour_plan = plan.hour(group_hour)
+                args += (
+                    kl.index(f"{_tk(tenant)}:{hour_plan.events_key}"),
+                    len(members),
+                    "".join([_STREAM_INDEX[streams[stream_keys[k]]] for k in members]),
+                    blob,
+                    event_digests([ids[k] for k in members]),
+                    "".join(["1" if dups[k] else "0" for k in members]),
+                    hour_plan.hwm_check,
+                )
+                order += members
+        # The new events' counters per (model, cc, app) (and hour) and per minute.
+        new = rows if not any(dups) else [row for row, dup in zip(rows, dups, strict=True) if not dup]
         ring: dict[int, list[int]] = {}
-        for row, dup in zip(rows, dups, strict=True):
-            if dup:
-                continue
-            (_, _, _, minute, _, _, _, _, _, _, model, cc, app, i, o, r, w, req, cost, _, _) = row
-            key = (minute // 60, model, cc, app)
-            c = sums.get(key)
-            if c is None:
-                sums[key] = [i, o, r, w, req, cost]
-            else:
-                c[0] += i
-                c[1] += o
-                c[2] += r
-                c[3] += w
-                c[4] += req
-                c[5] += cost
-            c = ring.get(minute)
-            if c is None:
-                ring[minute] = [i, o, r, w, req, cost]
-            else:
-                c[0] += i
-                c[1] += o
-                c[2] += r
-                c[3] += w
-                c[4] += req
-                c[5] += cost
-        args: list[Any] = [plan.horizon_s, _HWM_TTL_S, RING_TTL_S, len(streams)]
-        for stream_key in streams:
-            args += (stream_key, best[stream_key])
-        args.append(len(grouped))
-        args += groups
-        _bucket_args(tk, keys, sums, ring, plan, args)
-        settle = sorted({row[19] for row in rows if row[19]})
+        if one_hour:
+            sums: dict[Any, list[int]] = {}
+            for row in new:
+                (_, _, _, minute, _, _, _, _, _, _, model, cc, app, i, o, r, w, req, cost, _, _) = row
+                key: Any = (model, cc, app)
+                c = sums.get(key)
+                if c is None:
+                    sums[key] = [i, o, r, w, req, cost]
+                else:
+                    c[0] += i
+                    c[1] += o
+                    c[2] += r
+                    c[3] += w
+                    c[4] += req
+                    c[5] += cost
+                c = ring.get(minute)
+                if c is None:
+                    ring[minute] = [i, o, r, w, req, cost]
+                else:
+                    c[0] += i
+                    c[1] += o
+                    c[2] += r
+                    c[3] += w
+                    c[4] += req
+                    c[5] += cost
+            args.append(_msgpack(_one_hour_buckets(tkeys.buckets, sums, plan.hour(hour))))
+        else:
+            assert kl is not None
+            sums = {}
+            for row in new:
+                (_, _, _, minute, _, _, _, _, _, _, model, cc, app, i, o, r, w, req, cost, _, _) = row
+                key = (minute // 60, model, cc, app)
+                c = sums.get(key)
+                if c is None:
+                    sums[key] = [i, o, r, w, req, cost]
+                else:
+                    for f, v in enumerate((i, o, r, w, req, cost)):
+                        c[f] += v
+                c = ring.get(minute)
+                if c is None:
+                    ring[minute] = [i, o, r, w, req, cost]
+                else:
+                    for f, v in enumerate((i, o, r, w, req, cost)):
+                        c[f] += v
+            args.append(_msgpack(_buckets(_tk(tenant), kl, sums, plan)))
+        _ring_args(ring, args)
+        reservations = [row[19] for row in rows]
+        settle = sorted(set(reservations) - {""}) if any(reservations) else []
         args.append(len(settle))
         args += settle
-        reads = plan.reads(batch.read_windows, batch.read_previous)
-        args += reads.args(tk, keys)
-        return _Applied(batch, keys.keys, args, order, dups, best, reads, index)
+        if one_hour:
+            args += tkeys.reads
+        else:
+            assert kl is not None
+            args += reads.calendar_args(_tk(tenant), kl)
+        args += reads.tail
+        return _Applied(batch, keys, args, order, dups, best, reads, index)
+
+    def _tenant_keys(self, tenant: str, hour: int, hour_plan: _HourPlan, calendar: tuple[str, ...]) -> _TenantKeys:
+        """The KEYS of a tenant's script for events of one hour reading ``calendar``, and their indexes,
+        remembered: the same for every batch of the hour."""
+        cache = self._keys_cache
+        found = cache.get((tenant, hour, calendar))
+        if found is None:
+            if len(cache) > 100_000:
+                cache.clear()
+            tk = _tk(tenant)
+            kl = _KeyList(f"{tk}:hwm", f"{tk}:min", f"{tk}:res")
+            events = kl.index(f"{tk}:{hour_plan.events_key}")
+            buckets = (
+                kl.index(f"{tk}:{hour_plan.hour_key}"),
+                kl.index(f"{tk}:{hour_plan.day_key}"),
+                kl.index(f"{tk}:{hour_plan.month_key}"),
+            )
+            reads = [len(calendar), *(kl.index(f"{tk}:{suffix}") for suffix in calendar)]
+            found = cache[(tenant, hour, calendar)] = _TenantKeys(kl.keys, events, buckets, reads)
+        return found
 
     def _predict(
-        self, tenant: str, ids: Sequence[str], stream_keys: Sequence[str], positions: Sequence[str], streams: Any
+        self, tenant: str, ids: Sequence[str], stream_keys: Sequence[str], positions: Sequence[str], best: Any
     ) -> list[bool]:
         """Duplicates as far as this process knows: event ids repeated in the batch, positions at or below the
         high-water marks it stored before. A guess the script checks: a record at or below a mark is almost
         always a redelivery, remembered by id too; a replayed range the mapping gave up on costs one more trip."""
         known = self._known_hwm
-        marks = {stream_key: known.get((tenant, stream_key)) for stream_key in streams}
-        if len(set(ids)) == len(ids) and not any(marks.values()):
-            return [False] * len(ids)
+        marks = {stream_key: known.get((tenant, stream_key)) for stream_key in best}
+        if len(set(ids)) == len(ids):
+            if not any(marks.values()):
+                return [False] * len(ids)
+            if len(marks) == 1:
+                (mark,) = marks.values()
+                if mark is None or min(positions) > mark:  # fixed width: strings sort like positions
+                    return [False] * len(ids)
         seen: set[str] = set()
         flags = []
         for event_id, stream_key, pos in zip(ids, stream_keys, positions, strict=True):
@@ -1181,7 +1328,7 @@ class RedisStore:
             pipe.hgetall(f"{_tk(tenant_id)}:d:{day}")
         out = []
         for raw in pipe.execute():
-            out.append(fields_to_totals({_text(k): int(v) for k, v in raw.items()}))
+            out.append(_bucket_totals(raw))
         return out
 
     def dimension_totals(self, tenant_id: str, window: Window, now: datetime) -> dict[str, dict[str, Totals]]:
@@ -1203,6 +1350,23 @@ class RedisStore:
         candidates = self._active(window_days(window, now))
         totals = self._window_totals_many(candidates, window, now)
         return [(t, totals[t]) for t in rank_tenants(totals, lambda x: x.value(metric), limit)]
+
+
+def _bucket_totals(raw: Mapping[Any, Any]) -> dict[str, Totals]:
+    """A calendar bucket hash (HGETALL) as prefix -> Totals: packed ``prefix`` -> ``i,o,r,w,n,c`` fields, plus
+    any ``prefix|code`` fields of the layout before packing (summed: a bucket may hold both)."""
+    legacy: dict[str, int] = {}
+    out: dict[str, Totals] = {}
+    for name, value in raw.items():
+        field, text = _text(name), _text(value)
+        if "|" in field:
+            legacy[field] = int(text)
+            continue
+        totals = Totals(*map(int, text.split(",")))
+        out[field] = out[field] + totals if field in out else totals
+    for prefix, totals in fields_to_totals(legacy).items():
+        out[prefix] = out[prefix] + totals if prefix in out else totals
+    return out
 
 
 def _text(value: Any) -> str:
