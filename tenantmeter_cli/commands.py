@@ -259,6 +259,56 @@ def cmd_alerts_tail(ctx: Context) -> int:
         time.sleep(1.0)
 
 
+# --- replay ------------------------------------------------------------------------------------------------
+
+
+def cmd_replay_failures(ctx: Context) -> int:
+    import os
+
+    import boto3
+
+    from tenantmeter_cli import replay
+    from tenantmeter_cli.render import table
+
+    args = ctx.args
+    queue_url = args.queue_url or os.environ.get("TM_FAILURE_QUEUE_URL", "")
+    if not queue_url:
+        raise m.CliError(
+            "replay-failures needs --queue-url or TM_FAILURE_QUEUE_URL (Terraform output failure_queue_url)"
+        )
+    if not (args.function or args.local or args.dry_run):
+        raise m.CliError("say how to run the consumer: --function NAME (the deployed one), --local, or --dry-run")
+    session = boto3.session.Session()
+    region = session.region_name or "us-east-1"
+    invoke: replay.Invoke | None = None
+    if not args.dry_run:
+        invoke = (
+            replay.local_invoker() if args.local else replay.lambda_invoker(session.client("lambda"), args.function)
+        )
+    results = replay.replay_failures(
+        session.client("sqs"),
+        session.client("kinesis"),
+        queue_url,
+        invoke,
+        region=region,
+        limit=args.limit,
+        dedupe_horizon=args.dedupe_horizon,
+    )
+    rows = [
+        {
+            "shard": r.shard_id,
+            "sequence range": f"{r.start_sequence[-12:]}..{r.end_sequence[-12:]}" if r.shard_id else "",
+            "records": f"{r.found}/{r.expected}",
+            "invocations": r.invocations,
+            "status": r.status,
+            "detail": "; ".join([r.detail, *r.warnings]).strip("; "),
+        }
+        for r in results
+    ]
+    emit(ctx, [vars(r) for r in results], lambda: table("on-failure records", rows))
+    return m.EXIT_OK if all(r.ok for r in results) else m.EXIT_CHECK_FAILED
+
+
 # --- pricing -----------------------------------------------------------------------------------------------
 
 
@@ -458,6 +508,22 @@ def register(sub: Any) -> None:
     tail.add_argument("--once", action="store_true", help="print what is queued now and exit")
     tail.add_argument("--seconds", type=m.positive_float, help="stop after this long")
     tail.set_defaults(func=cmd_alerts_tail)
+
+    rf = json_flag(
+        sub.add_parser(
+            "replay-failures", help="meter the batches the event-source mapping gave up on (its on-failure queue)"
+        )
+    )
+    rf.add_argument("--queue-url", help="the on-failure SQS queue (TM_FAILURE_QUEUE_URL)")
+    how = rf.add_mutually_exclusive_group()
+    how.add_argument("--function", help="invoke this deployed consumer function (the usual way)")
+    how.add_argument("--local", action="store_true", help="run the consumer in this process (the local stack)")
+    how.add_argument("--dry-run", action="store_true", help="read the ranges back, change nothing")
+    rf.add_argument("--limit", type=m.positive_int, default=100, help="failure records per run (default 100)")
+    rf.add_argument(
+        "--dedupe-horizon", type=m.parse_duration, default=timedelta(hours=24), help="the consumer's (default 24h)"
+    )
+    rf.set_defaults(func=cmd_replay_failures)
 
     pricing = sub.add_parser("pricing", help="the price catalog").add_subparsers(dest="action", required=True)
     show = json_flag(pricing.add_parser("show", help="current prices per 1M tokens"))

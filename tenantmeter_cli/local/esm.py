@@ -107,6 +107,10 @@ def lambda_record(raw: Mapping[str, Any], shard_id: str, stream_arn: str, region
     }
 
 
+def _iso(unix_s: float) -> str:
+    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def failed_sequence_numbers(response: object, batch: Sequence[Mapping[str, Any]]) -> list[str] | None:
     """Parse a handler response. [] = success; a list of failed sequence numbers; None = malformed (the whole
     batch failed, as Lambda treats it)."""
@@ -289,6 +293,8 @@ class EventSourceMappingRunner:
                 "endSequenceNumber": batch[-1]["kinesis"]["sequenceNumber"],
                 "batchSize": len(batch),
                 "streamArn": self.stream_arn,
+                "approximateArrivalOfFirstRecord": _iso(batch[0]["kinesis"]["approximateArrivalTimestamp"]),
+                "approximateArrivalOfLastRecord": _iso(batch[-1]["kinesis"]["approximateArrivalTimestamp"]),
             },
             "timestamp": datetime.now(UTC).isoformat(),
         }

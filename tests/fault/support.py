@@ -46,7 +46,8 @@ from shared.ports import ApplyOutcome, QuotaStatus, Totals
 from shared.schema import Outcome, Source, UsageEvent, encode_event, new_event_id
 from shared.windows import MONTH
 from tenantmeter_cli.demo_plan import poison_record
-from tenantmeter_cli.local.esm import EventSourceMappingRunner, Handler, LambdaContext, MappingConfig, lambda_record
+from tenantmeter_cli.local.esm import EventSourceMappingRunner, Handler, LambdaContext, MappingConfig
+from tenantmeter_cli.replay import parse_failure, read_range
 
 REGION = "us-east-1"
 SEVERITIES = ("info", "warning", "critical")
@@ -399,28 +400,14 @@ class Stack:
         return [m["body"] for m in drain_queue(self.client("sqs"), self.resources.feed_queues[severity])]
 
     def replay(self, batches: Sequence[dict[str, Any]], handler: Handler = lambda_handler) -> list[Any]:
-        """What an operator does with the failure destination: read each recorded sequence range back from the
-        stream (AT_SEQUENCE_NUMBER, within retention) and invoke the consumer with it, Lambda-shaped."""
+        """What an operator does with the failure destination (``meter replay-failures``): read each recorded
+        sequence range back from the stream and invoke the consumer with it, Lambda-shaped."""
         kinesis = self.client("kinesis")
         responses = []
-        for batch in batches:
-            info = batch["KinesisBatchInfo"]
-            shard, start, end = info["shardId"], info["startSequenceNumber"], int(info["endSequenceNumber"])
-            iterator = kinesis.get_shard_iterator(
-                StreamName=self.resources.stream_name,
-                ShardId=shard,
-                ShardIteratorType="AT_SEQUENCE_NUMBER",
-                StartingSequenceNumber=start,
-            )["ShardIterator"]
-            records: list[dict[str, Any]] = []
-            while iterator:
-                page = kinesis.get_records(ShardIterator=iterator, Limit=1000)
-                wanted = [r for r in page["Records"] if int(r["SequenceNumber"]) <= end]
-                records += [lambda_record(r, shard, self.resources.stream_arn, REGION) for r in wanted]
-                if not page["Records"] or len(wanted) < len(page["Records"]):
-                    break
-                iterator = page.get("NextShardIterator")
-            assert len(records) == info["batchSize"], (len(records), info)
+        for body in batches:
+            batch = parse_failure({"Body": json.dumps(body)})
+            records = read_range(kinesis, batch, REGION)
+            assert len(records) == batch.batch_size, (len(records), body)
             responses.append(handler({"Records": records}, LambdaContext("tenantmeter-replay")))
         return responses
 

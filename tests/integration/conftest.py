@@ -5,6 +5,8 @@
 - ``moto_server``   (session): moto's ThreadedMotoServer on 127.0.0.1 and a free port; ``moto_endpoint`` its URL.
 - ``aws``           (function): moto state reset, and a factory ``aws("sns")`` of boto3 clients pointed at it
   (region us-east-1, dummy credentials).
+- ``environment``   (function): the metering consumer's environment, as Lambda would set it, over both (tenants
+  acme and globex in S3, an SQS quarantine, the three alert topics); the consumer's container is rebuilt.
 
 Both servers start once per session (about a second together) and bind only to loopback or a unix socket.
 """
@@ -126,3 +128,43 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> AwsFactory:
         return boto3.client(service, endpoint_url=moto_endpoint, region_name="us-east-1")
 
     return client
+
+
+TENANTS_TOML = """
+[[tenants]]
+id = "acme"
+tier = "premium"
+tags = { costCenter = "cc-42", applicationId = "support-bot" }
+
+[[tenants]]
+id = "globex"
+tier = "free"
+"""
+
+
+@pytest.fixture
+def environment(aws: AwsFactory, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    from consumers.metering import bootstrap as boot
+    from shared.settings import resource_names
+
+    names = resource_names()
+    s3, sns, sqs = aws("s3"), aws("sns"), aws("sqs")
+    s3.create_bucket(Bucket=names["config_bucket"])
+    s3.put_object(Bucket=names["config_bucket"], Key="tenants.toml", Body=TENANTS_TOML.encode())
+    s3.create_bucket(Bucket="quarantine-bucket")
+    queue = sqs.create_queue(QueueName=names["quarantine_queue"])["QueueUrl"]
+    env = {
+        "TM_STORE_BACKEND": "redis",
+        "TM_REDIS_URL": redis_url,
+        "TM_TENANT_CONFIG": f"s3://{names['config_bucket']}/tenants.toml",
+        "TM_QUARANTINE_URL": queue,
+        "TM_ALERT_TOPIC_INFO_ARN": sns.create_topic(Name=names["topic_info"])["TopicArn"],
+        "TM_ALERT_TOPIC_WARNING_ARN": sns.create_topic(Name=names["topic_warning"])["TopicArn"],
+        "TM_ALERT_TOPIC_CRITICAL_ARN": sns.create_topic(Name=names["topic_critical"])["TopicArn"],
+        "POWERTOOLS_METRICS_NAMESPACE": "tenantmeter-test",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    boot.reset_container()
+    yield env
+    boot.reset_container()

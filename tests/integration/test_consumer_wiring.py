@@ -5,57 +5,18 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
-from consumers.metering import bootstrap as boot
 from consumers.metering.handler import lambda_handler
 from consumers.metering.records import Reason
 from shared.adapters.redis_store import RedisStore
-from shared.settings import resource_names
 from shared.windows import DAY
 from tests.integration.conftest import AwsFactory
 from tests.unit.consumer.kinesis import Shard, lambda_event, usage
 
 pytestmark = pytest.mark.integration
-
-TENANTS_TOML = """
-[[tenants]]
-id = "acme"
-tier = "premium"
-tags = { costCenter = "cc-42", applicationId = "support-bot" }
-
-[[tenants]]
-id = "globex"
-tier = "free"
-"""
-
-
-@pytest.fixture
-def environment(aws: AwsFactory, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    names = resource_names()
-    s3, sns, sqs = aws("s3"), aws("sns"), aws("sqs")
-    s3.create_bucket(Bucket=names["config_bucket"])
-    s3.put_object(Bucket=names["config_bucket"], Key="tenants.toml", Body=TENANTS_TOML.encode())
-    s3.create_bucket(Bucket="quarantine-bucket")
-    queue = sqs.create_queue(QueueName=names["quarantine_queue"])["QueueUrl"]
-    env = {
-        "TM_STORE_BACKEND": "redis",
-        "TM_REDIS_URL": redis_url,
-        "TM_TENANT_CONFIG": f"s3://{names['config_bucket']}/tenants.toml",
-        "TM_QUARANTINE_URL": queue,
-        "TM_ALERT_TOPIC_INFO_ARN": sns.create_topic(Name=names["topic_info"])["TopicArn"],
-        "TM_ALERT_TOPIC_WARNING_ARN": sns.create_topic(Name=names["topic_warning"])["TopicArn"],
-        "TM_ALERT_TOPIC_CRITICAL_ARN": sns.create_topic(Name=names["topic_critical"])["TopicArn"],
-        "POWERTOOLS_METRICS_NAMESPACE": "tenantmeter-test",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    boot.reset_container()
-    yield env
-    boot.reset_container()
 
 
 def test_a_batch_through_the_env_built_consumer(environment: dict[str, str], aws: AwsFactory, redis_client) -> None:  # type: ignore[no-untyped-def]

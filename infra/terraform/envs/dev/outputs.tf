@@ -38,6 +38,11 @@ output "quarantine_queue_url" {
   value       = module.alerts.quarantine_queue_url
 }
 
+output "failure_queue_url" {
+  description = "Batches the consumer's event-source mapping gave up on: meter replay-failures --queue-url <this> --function <functions.metering>."
+  value       = module.metering.failure_queue_url
+}
+
 output "functions" {
   description = "Function names: metering consumer, gateway, daily report."
   value = {

@@ -23,6 +23,11 @@ output "failure_queue_arn" {
   value       = aws_sqs_queue.failures.arn
 }
 
+output "failure_queue_url" {
+  description = "URL of the on-failure queue (meter replay-failures --queue-url, or TM_FAILURE_QUEUE_URL)."
+  value       = aws_sqs_queue.failures.url
+}
+
 output "failure_queue_name" {
   description = "Name of the on-failure queue (for alarms)."
   value       = aws_sqs_queue.failures.name

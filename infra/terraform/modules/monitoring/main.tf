@@ -46,7 +46,7 @@ locals {
       severity    = "warning"
     }
     metering-failures = {
-      description = "Batches left the event-source mapping unmetered (retries or record age exhausted): replay them."
+      description = "Batches left the event-source mapping unmetered (retries or record age exhausted): once the store is back, meter replay-failures."
       namespace   = "AWS/SQS"
       metric      = "ApproximateNumberOfMessagesVisible"
       dimensions  = { QueueName = var.failure_queue_name }
