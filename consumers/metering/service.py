@@ -28,7 +28,6 @@ from datetime import datetime, timedelta
 from typing import Any, Final, NamedTuple, Protocol, cast
 
 from consumers.metering.alert_rules import READ_PREVIOUS, Clock, Finding, evaluate, read_windows
-from consumers.metering.records import split_records
 from consumers.metering.validate import Meter
 from shared.ports import (
     AlertMark,
@@ -304,21 +303,17 @@ class MeteringService:
         n_groups = len(members_of)
         group_of = {hint: g for g, hints in enumerate(members_of) for hint in hints}
         pending: list[dict[str, list[EventRow]]] = [{} for _ in range(n_groups + 1)]  # per group, the last extra
-        measure = self.meter.row
+        meter_records = self.meter.meter_records
         sent: list[_Sent] = []
         for g in range(n_groups):
-            split = split_records([r for hint in members_of[g] for r in groups[hint]])
-            bad += split.quarantined
-            if split.oldest_arrival is not None and (
-                result.oldest_arrival is None or split.oldest_arrival < result.oldest_arrival
+            metered = meter_records([r for hint in members_of[g] for r in groups[hint]])
+            bad += metered.quarantined
+            if metered.oldest_arrival is not None and (
+                result.oldest_arrival is None or metered.oldest_arrival < result.oldest_arrival
             ):
-                result.oldest_arrival = split.oldest_arrival
+                result.oldest_arrival = metered.oldest_arrival
             by_tenant = pending[g]
-            for user in split.records:
-                row = measure(user)
-                if type(row) is not EventRow:
-                    bad.append(cast(QuarantinedRecord, row))
-                    continue
+            for row in metered.rows:
                 tenant_id = row.tenant_id
                 target = group_of.get(tenant_id, n_groups)
                 dest = by_tenant if target == g else pending[target if target > g else n_groups]

@@ -10,13 +10,17 @@ arithmetic per event costs more than the rest of pricing together.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import binascii
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Final, NamedTuple, cast
+from typing import Any, Final, NamedTuple, cast
+
+from aws_kinesis_agg import MAGIC
+from pybase64 import b64decode as _b64decode
 
 from consumers.metering.fast_decode import COUNTED, EventFields, QuickDecoder
-from consumers.metering.records import Reason, UserRecord
+from consumers.metering.records import _PAD, _SUB_ZERO, MAX_SEQUENCE_DIGITS, Reason, UserRecord, split_records
 from shared.errors import SchemaError
 from shared.money import NANOS_PER_USD
 from shared.ports import MeteredEvent, QuarantinedRecord
@@ -119,6 +123,12 @@ class CachedPricer:
         return rate.model, cost, rate.fallback
 
 
+class MeteredRecords(NamedTuple):
+    rows: list[EventRow]
+    quarantined: list[QuarantinedRecord]  # the split's, then the meter's
+    oldest_arrival: float | None
+
+
 class Meter:
     def __init__(self, tenants: TenantRegistry, pricer: CachedPricer) -> None:
         self.tenants = tenants
@@ -209,6 +219,110 @@ class Meter:
                 rate.fallback,
             )
         )
+
+    def meter_records(self, records: Iterable[Mapping[str, Any]]) -> MeteredRecords:
+        """``split_records`` then ``row`` for each user record, in one pass: the rows, the records the split
+        quarantined, then those the meter quarantined, and the oldest arrival, exactly as the two steps make them
+        (tests/unit/consumer/test_validate.py holds it to that). A well-formed plain record with an event the fast
+        decoder accepts, of a known tenant, with its dimension tags and a cached price (nearly every record) is
+        metered here without the UserRecord and the calls between; anything else goes through the two steps."""
+        rows: list[EventRow] = []
+        split_bad: list[QuarantinedRecord] = []
+        meter_bad: list[QuarantinedRecord] = []
+        oldest: float | None = None
+        decode, find, rates = self._decode_fields, self._find, self._rates
+        make = _row
+        for record in records:
+            # The split's fast path (consumers.metering.records.split_records), word for word.
+            kinesis: Any
+            try:
+                kinesis = record["kinesis"]
+                seq = kinesis["sequenceNumber"]
+                pk = kinesis["partitionKey"]
+                arrived = kinesis["approximateArrivalTimestamp"]
+                event_id = record["eventID"]
+                data = _b64decode(kinesis["data"], validate=True)
+            except (KeyError, TypeError, binascii.Error, ValueError):
+                plain = False
+            else:
+                plain = (
+                    type(record) is dict
+                    and type(kinesis) is dict
+                    and type(seq) is str
+                    and type(pk) is str
+                    and type(arrived) is float
+                    and type(event_id) is str
+                    and seq.isdigit()
+                    and seq.isascii()
+                    and len(seq) <= MAX_SEQUENCE_DIGITS
+                    and not data.startswith(MAGIC)
+                    and event_id.find(":") >= 0
+                )
+            if not plain:
+                split = split_records([record])
+                split_bad += split.quarantined
+                if split.oldest_arrival is not None and (oldest is None or split.oldest_arrival < oldest):
+                    oldest = split.oldest_arrival
+                for user in split.records:
+                    row = self.row(user)
+                    if type(row) is EventRow:
+                        rows.append(row)
+                    else:
+                        meter_bad.append(cast(QuarantinedRecord, row))
+                continue
+            if arrived and (oldest is None or arrived < oldest):
+                oldest = arrived
+            shard = event_id[: event_id.find(":")]
+            # Meter.row's usual path, word for word.
+            found = decode(data)
+            if found is not None:
+                ev, at, minute = found
+                tenant_id = ev.tenant_id
+                rate = rates.get((ev.model_id, ev.model, ev.region, minute // _MINUTES_PER_DAY))
+                tags = ev.tags
+                cost_center = tags.get(COST_CENTER_TAG)
+                application = tags.get(APPLICATION_TAG)
+                if rate is not None and cost_center and application and find(tenant_id) is not None:
+                    i, o, r, w = ev.input_tokens, ev.output_tokens, ev.cache_read_tokens, ev.cache_write_tokens
+                    total = i * rate.input + o * rate.output + r * rate.cache_read + w * rate.cache_write
+                    # rate_cost, inline
+                    cost = total * rate.multiply if rate.multiply else (2 * total + rate.divide) // (2 * rate.divide)
+                    rows.append(
+                        make(
+                            (
+                                tenant_id,
+                                ev.event_id,
+                                at,
+                                minute,
+                                shard,
+                                pk,
+                                seq,
+                                0,
+                                f"{shard}|{pk}",
+                                f"{_PAD[len(seq)]}{seq}{_SUB_ZERO}",
+                                rate.model,
+                                cost_center,
+                                application,
+                                i,
+                                o,
+                                r,
+                                w,
+                                1 if ev.outcome in COUNTED else 0,
+                                cost,
+                                ev.reservation_id,
+                                rate.fallback,
+                            )
+                        )
+                    )
+                    continue
+            padded = f"{_PAD[len(seq)]}{seq}{_SUB_ZERO}"
+            user = UserRecord(data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", padded)
+            row = self.row(user)
+            if type(row) is EventRow:
+                rows.append(row)
+            else:
+                meter_bad.append(cast(QuarantinedRecord, row))
+        return MeteredRecords(rows, split_bad + meter_bad, oldest)
 
     def meter(self, record: UserRecord) -> tuple[MeteredEvent, bool] | QuarantinedRecord:
         """(event, priced by fallback) or the record quarantined with a reason."""

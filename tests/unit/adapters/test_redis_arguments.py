@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.adapters.redis_store import _BatchPlan, _buckets, _KeyList, _one_hour_buckets
+from shared.adapters.redis_store import _BatchPlan, _buckets, _KeyList, _one_hour_buckets, _totals
+from shared.ports import Totals
 
 NOW = datetime(2026, 11, 23, 15, 30, 20, tzinfo=UTC)
 HOUR = int(NOW.timestamp()) // 3600
@@ -39,3 +41,11 @@ def test_the_one_hour_buckets_are_the_general_ones(sums: dict[tuple[str, str, st
     general = _buckets("tm:{acme}", general_keys, {(hour, *k): list(v) for k, v in sums.items()}, plan)
     # THEN they name the same keys and carry the same increments
     assert _named(fast, fast_keys) == _named(general, general_keys.keys)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**80), min_size=6, max_size=6))
+def test_totals_built_through_the_slots_are_the_constructor_s(values: list[int]) -> None:
+    built = _totals(iter(values))
+    assert built == Totals(*values)
+    assert [getattr(built, f.name) for f in fields(Totals)] == values
+    assert not hasattr(Totals, "__post_init__")  # (a check there would be skipped by _totals)

@@ -147,3 +147,56 @@ def test_integer_rates_round_half_up_once_per_event(rate: str, tokens: int, nano
     assert rate_cost(integer_rates("m", rates, False), tokens, 0, 0, 0) == nanos
     assert rates.exact_cost(TokenUsage(tokens)) == Decimal(rate) * tokens / 1_000_000
     assert usd_to_nanos(rates.exact_cost(TokenUsage(tokens))) == nanos
+
+
+def _mixed_record(shard: Shard, kind: int, n: int) -> list[dict[str, object]]:
+    """One of the record shapes a batch may hold, good or bad."""
+    good = usage("acme" if n % 2 else "globex")
+    if kind == 0:
+        return [shard.plain(good)]
+    if kind == 1:
+        return [shard.record(mutated(input_tokens=-5), "acme")]
+    if kind == 2:
+        return [shard.record(mutated(tenant_id="nobody"), "nobody")]
+    if kind == 3:
+        return [shard.plain(usage("acme", tags={}))]  # dimensions from the tenant's default tags
+    if kind == 4:
+        return [shard.plain(usage("acme", model="some.unknown-model-v1:0"))]  # priced by the fallback
+    if kind == 5:
+        return shard.aggregate([usage("acme"), usage("globex"), usage("acme")])
+    if kind == 6:
+        rec = shard.plain(good)
+        rec["kinesis"]["data"] = "not base64!"  # type: ignore[index]
+        return [rec]
+    if kind == 7:
+        rec = shard.plain(good)
+        rec["kinesis"]["approximateArrivalTimestamp"] = 1_700_000_000  # type: ignore[index]  # an int
+        return [rec]
+    if kind == 8:
+        rec = shard.plain(good)
+        del rec["kinesis"]["sequenceNumber"]  # type: ignore[attr-defined]
+        return [rec]
+    if kind == 9:
+        return [{"kinesis": "nonsense"}]
+    return [shard.record(b"{not json", "acme")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=10), max_size=25))
+def test_metering_records_in_one_pass_is_split_then_row(kinds: list[int]) -> None:
+    # GIVEN a batch of records of every shape (the one-pass path takes the usual ones, the others go round)
+    shard = Shard()
+    records = [rec for n, kind in enumerate(kinds) for rec in _mixed_record(shard, kind, n)]
+    tenants = registry("acme", "globex", default_tags={"costCenter": "cc-9", "applicationId": "app-9"})
+    # WHEN metered in one pass, and in the two steps
+    fused = Meter(tenants, CachedPricer(CATALOG)).meter_records(records)
+    split = split_records(records)
+    meter = Meter(tenants, CachedPricer(CATALOG))
+    rows, bad = [], []
+    for user in split.records:
+        row = meter.row(user)
+        (bad if isinstance(row, QuarantinedRecord) else rows).append(row)
+    # THEN the same rows, quarantines (the split's first) and oldest arrival
+    assert fused.rows == rows
+    assert fused.quarantined == split.quarantined + bad
+    assert fused.oldest_arrival == split.oldest_arrival
