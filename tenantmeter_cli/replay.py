@@ -212,42 +212,26 @@ def replay_failures(
     seen: set[str] = set()
     release: list[str] = []  # receipt handles of records left on the queue: visible again when the run ends
     try:
-        _receive_and_replay(sqs, kinesis, queue_url, invoke, region, limit, dedupe_horizon, now, results, seen, release)
+        while len(results) < limit:
+            messages = sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=min(10, limit - len(results)),
+                WaitTimeSeconds=1,
+                VisibilityTimeout=VISIBILITY_TIMEOUT_S,
+            ).get("Messages", [])
+            fresh = [msg for msg in messages if msg.get("MessageId") not in seen]
+            if not fresh:
+                break
+            for message in fresh:
+                seen.add(str(message.get("MessageId")))
+                result = _replay_one(sqs, kinesis, queue_url, message, invoke, region, dedupe_horizon, now())
+                results.append(result)
+                if result.status != "replayed":
+                    release.append(str(message.get("ReceiptHandle")))
     finally:
         for handle in release:
             sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
     return results
-
-
-def _receive_and_replay(
-    sqs: SQSClient,
-    kinesis: KinesisClient,
-    queue_url: str,
-    invoke: Invoke | None,
-    region: str,
-    limit: int,
-    dedupe_horizon: timedelta,
-    now: Callable[[], datetime],
-    results: list[ReplayResult],
-    seen: set[str],
-    release: list[str],
-) -> None:
-    while len(results) < limit:
-        messages = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=min(10, limit - len(results)),
-            WaitTimeSeconds=1,
-            VisibilityTimeout=VISIBILITY_TIMEOUT_S,
-        ).get("Messages", [])
-        fresh = [msg for msg in messages if msg.get("MessageId") not in seen]
-        if not fresh:
-            break
-        for message in fresh:
-            seen.add(str(message.get("MessageId")))
-            result = _replay_one(sqs, kinesis, queue_url, message, invoke, region, dedupe_horizon, now())
-            results.append(result)
-            if result.status != "replayed":
-                release.append(str(message.get("ReceiptHandle")))
 
 
 def _replay_one(
