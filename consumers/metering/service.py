@@ -221,6 +221,7 @@ class MeteringService:
         self.log: LogSink = log or cast(LogSink, logger)
         self.marks = MarkCache()
         self._windows: dict[str, tuple[Tenant, tuple[Window, ...]]] = {}
+        self._window_sets: dict[tuple[Window, ...], tuple[Window, ...]] = {}
         # Rows go to a store whose class takes them (RedisStore); any other store, and any wrapper around one
         # (a wrapper forwarding by __getattr__ answers on the instance, not the class), gets MeteredEvents
         # through the WindowStore port.
@@ -313,17 +314,16 @@ class MeteringService:
             ):
                 result.oldest_arrival = metered.oldest_arrival
             by_tenant = pending[g]
-            for row in metered.rows:
-                tenant_id = row.tenant_id
+            for tenant_id, rows in metered.by_tenant.items():
                 target = group_of.get(tenant_id, n_groups)
                 dest = by_tenant if target == g else pending[target if target > g else n_groups]
-                rows = dest.get(tenant_id)
-                if rows is None:
-                    dest[tenant_id] = [row]
+                known = dest.get(tenant_id)
+                if known is None:
+                    dest[tenant_id] = rows
                 else:
-                    rows.append(row)
-                if row.fallback_priced:
-                    fallbacks[(row.model, tenant_id)] += 1
+                    known += rows
+            for row in metered.fallback_priced:
+                fallbacks[(row.model, row.tenant_id)] += 1
             if by_tenant:
                 items.add(by_tenant)
                 sent.append(self._send(by_tenant, now, result))
@@ -338,7 +338,10 @@ class MeteringService:
         tenant = self.tenants.get(tenant_id)
         known = self._windows.get(tenant_id)
         if known is None or known[0] is not tenant:  # a reloaded registry may change a tenant's quotas
-            known = self._windows[tenant_id] = (tenant, read_windows(tenant))
+            windows = read_windows(tenant)
+            # One tuple per set of windows: a store may remember its work for them by the tuple's identity.
+            windows = self._window_sets.setdefault(windows, windows)
+            known = self._windows[tenant_id] = (tenant, windows)
         return known[1]
 
     def _send(self, by_tenant: Mapping[str, list[EventRow]], now: datetime, result: BatchResult) -> _Sent:

@@ -124,9 +124,10 @@ class CachedPricer:
 
 
 class MeteredRecords(NamedTuple):
-    rows: list[EventRow]
+    by_tenant: dict[str, list[EventRow]]  # each tenant's rows in stream order, tenants in order of first row
     quarantined: list[QuarantinedRecord]  # the split's, then the meter's
     oldest_arrival: float | None
+    fallback_priced: list[EventRow]  # the rows priced by the fallback
 
 
 class Meter:
@@ -221,12 +222,13 @@ class Meter:
         )
 
     def meter_records(self, records: Iterable[Mapping[str, Any]]) -> MeteredRecords:
-        """``split_records`` then ``row`` for each user record, in one pass: the rows, the records the split
-        quarantined, then those the meter quarantined, and the oldest arrival, exactly as the two steps make them
+        """``split_records`` then ``row`` for each user record, in one pass: the rows (by tenant), the records the
+        split quarantined, then those the meter quarantined, and the oldest arrival, exactly as the two steps make them
         (tests/unit/consumer/test_validate.py holds it to that). A well-formed plain record with an event the fast
         decoder accepts, of a known tenant, with its dimension tags and a cached price (nearly every record) is
         metered here without the UserRecord and the calls between; anything else goes through the two steps."""
-        rows: list[EventRow] = []
+        by_tenant: dict[str, list[EventRow]] = {}
+        fallback: list[EventRow] = []
         split_bad: list[QuarantinedRecord] = []
         meter_bad: list[QuarantinedRecord] = []
         oldest: float | None = None
@@ -264,11 +266,7 @@ class Meter:
                 if split.oldest_arrival is not None and (oldest is None or split.oldest_arrival < oldest):
                     oldest = split.oldest_arrival
                 for user in split.records:
-                    row = self.row(user)
-                    if type(row) is EventRow:
-                        rows.append(row)
-                    else:
-                        meter_bad.append(cast(QuarantinedRecord, row))
+                    self._add(self.row(user), by_tenant, fallback, meter_bad)
                 continue
             if arrived and (oldest is None or arrived < oldest):
                 oldest = arrived
@@ -287,42 +285,57 @@ class Meter:
                     total = i * rate.input + o * rate.output + r * rate.cache_read + w * rate.cache_write
                     # rate_cost, inline
                     cost = total * rate.multiply if rate.multiply else (2 * total + rate.divide) // (2 * rate.divide)
-                    rows.append(
-                        make(
-                            (
-                                tenant_id,
-                                ev.event_id,
-                                at,
-                                minute,
-                                shard,
-                                pk,
-                                seq,
-                                0,
-                                f"{shard}|{pk}",
-                                f"{_PAD[len(seq)]}{seq}{_SUB_ZERO}",
-                                rate.model,
-                                cost_center,
-                                application,
-                                i,
-                                o,
-                                r,
-                                w,
-                                1 if ev.outcome in COUNTED else 0,
-                                cost,
-                                ev.reservation_id,
-                                rate.fallback,
-                            )
+                    row = make(
+                        (
+                            tenant_id,
+                            ev.event_id,
+                            at,
+                            minute,
+                            shard,
+                            pk,
+                            seq,
+                            0,
+                            f"{shard}|{pk}",
+                            f"{_PAD[len(seq)]}{seq}{_SUB_ZERO}",
+                            rate.model,
+                            cost_center,
+                            application,
+                            i,
+                            o,
+                            r,
+                            w,
+                            1 if ev.outcome in COUNTED else 0,
+                            cost,
+                            ev.reservation_id,
+                            rate.fallback,
                         )
                     )
+                    rows = by_tenant.get(tenant_id)
+                    if rows is None:
+                        by_tenant[tenant_id] = [row]
+                    else:
+                        rows.append(row)
+                    if rate.fallback:
+                        fallback.append(row)
                     continue
             padded = f"{_PAD[len(seq)]}{seq}{_SUB_ZERO}"
             user = UserRecord(data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", padded)
-            row = self.row(user)
-            if type(row) is EventRow:
-                rows.append(row)
-            else:
-                meter_bad.append(cast(QuarantinedRecord, row))
-        return MeteredRecords(rows, split_bad + meter_bad, oldest)
+            self._add(self.row(user), by_tenant, fallback, meter_bad)
+        return MeteredRecords(by_tenant, split_bad + meter_bad, oldest, fallback)
+
+    @staticmethod
+    def _add(
+        row: EventRow | QuarantinedRecord,
+        by_tenant: dict[str, list[EventRow]],
+        fallback: list[EventRow],
+        bad: list[QuarantinedRecord],
+    ) -> None:
+        if type(row) is not EventRow:
+            bad.append(cast(QuarantinedRecord, row))
+            return
+        by_tenant.setdefault(row.tenant_id, []).append(row)
+        if row.fallback_priced:
+            fallback.append(row)
 
     def meter(self, record: UserRecord) -> tuple[MeteredEvent, bool] | QuarantinedRecord:
         """(event, priced by fallback) or the record quarantined with a reason."""

@@ -49,7 +49,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple
@@ -501,25 +501,25 @@ class _Reads:
         """From the apply script's answer: every counter, comma-separated."""
         if not self.names:
             return {}
-        it = map(int, text.split(","))
-        return {name: _totals(it) for name in self.names}
+        ints = list(map(int, text.split(",")))
+        return {name: _totals(ints, 6 * n) for n, name in enumerate(self.names)}
 
 
 _new = object.__new__
 _SET_I, _SET_O, _SET_R, _SET_W, _SET_N, _SET_C = (getattr(Totals, f.name).__set__ for f in dataclass_fields(Totals))
 
 
-def _totals(counters: Iterator[int]) -> Totals:
-    """``Totals`` of the next six counters, set through its slots: a frozen dataclass's ``__init__`` goes through
+def _totals(counters: Sequence[int], at: int = 0) -> Totals:
+    """``Totals(*counters[at:at + 6])``, set through its slots: a frozen dataclass's ``__init__`` goes through
     ``object.__setattr__`` per field, twice the time (and the consumer builds several per tenant per batch).
     tests/unit/adapters/test_redis_arguments.py holds it to the constructor."""
     t = _new(Totals)
-    _SET_I(t, next(counters))
-    _SET_O(t, next(counters))
-    _SET_R(t, next(counters))
-    _SET_W(t, next(counters))
-    _SET_N(t, next(counters))
-    _SET_C(t, next(counters))
+    _SET_I(t, counters[at])
+    _SET_O(t, counters[at + 1])
+    _SET_R(t, counters[at + 2])
+    _SET_W(t, counters[at + 3])
+    _SET_N(t, counters[at + 4])
+    _SET_C(t, counters[at + 5])
     return t
 
 
@@ -572,6 +572,7 @@ class _BatchPlan:
         self.now_s = int(now.timestamp())
         self.horizon_s = _seconds(horizon)
         self._reads: dict[tuple[tuple[Window, ...], tuple[Window, ...]], _Reads] = {}
+        self._reads_by_id: dict[tuple[int, int], tuple[tuple[Window, ...], tuple[Window, ...], _Reads]] = {}
         self._hours: dict[int, _HourPlan] = {}
 
     def hour(self, hour: int) -> _HourPlan:
@@ -592,10 +593,16 @@ class _BatchPlan:
         return found
 
     def reads(self, windows: tuple[Window, ...], previous: tuple[Window, ...]) -> _Reads:
+        """The read plan of these windows, remembered by the tuples' identity first (hashing a tuple of
+        Windows hashes every field of every Window; the consumer passes one tuple per set of windows)."""
+        by_id = self._reads_by_id.get((id(windows), id(previous)))
+        if by_id is not None and by_id[0] is windows and by_id[1] is previous:
+            return by_id[2]
         key = (windows, previous)
         found = self._reads.get(key)
         if found is None:
             found = self._reads[key] = _plan_reads(windows, previous, self.now)
+        self._reads_by_id[(id(windows), id(previous))] = (windows, previous, found)  # keeps them alive: ids hold
         return found
 
 
@@ -926,6 +933,7 @@ class RedisStore:
         # (marks only rise), so a miss costs one more round trip, never a wrong count.
         self._known_hwm: dict[tuple[str, str], str] = {}
         self._keys_cache: dict[tuple[str, int, tuple[str, ...]], _TenantKeys] = {}
+        self._plan: _BatchPlan | None = None
         self._stream = _Stream(client.connection_pool)  # connects on first use, never at import
 
     # --- WindowStore -------------------------------------------------------------------------------------
@@ -944,7 +952,9 @@ class RedisStore:
     def send_rows(self, batches: Sequence[TenantRows], *, now: datetime, dedupe_horizon: timedelta) -> PendingApply:
         """Start ``apply_rows``: build, pack and send the active-tenant index and one script per tenant, and return
         without waiting for Redis. Call ``result()`` on what it returns (in the order sent) for the outcomes."""
-        plan = _BatchPlan(now, dedupe_horizon)
+        plan = self._plan
+        if plan is None or plan.now != now or plan.horizon_s != _seconds(dedupe_horizon):
+            plan = self._plan = _BatchPlan(now, dedupe_horizon)  # (shared by the groups of one batch)
         results: dict[int, ApplyOutcome] = {}
         built = []
         for i, b in enumerate(batches):

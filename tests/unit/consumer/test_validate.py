@@ -18,6 +18,7 @@ from shared.money import usd_to_nanos
 from shared.ports import MeteredEvent, QuarantinedRecord
 from shared.pricing import PriceCatalog, Rates, TokenUsage
 from shared.schema import MAX_EVENT_BYTES, MAX_TOKENS_PER_CALL, encode_event, event_to_dict
+from shared.store_layout import EventRow
 from tests.unit.consumer.kinesis import NOW, Shard, registry, usage
 
 CATALOG = PriceCatalog.load()
@@ -192,11 +193,20 @@ def test_metering_records_in_one_pass_is_split_then_row(kinds: list[int]) -> Non
     fused = Meter(tenants, CachedPricer(CATALOG)).meter_records(records)
     split = split_records(records)
     meter = Meter(tenants, CachedPricer(CATALOG))
-    rows, bad = [], []
+    rows: list[EventRow] = []
+    bad: list[QuarantinedRecord] = []
     for user in split.records:
         row = meter.row(user)
-        (bad if isinstance(row, QuarantinedRecord) else rows).append(row)
-    # THEN the same rows, quarantines (the split's first) and oldest arrival
-    assert fused.rows == rows
+        if isinstance(row, QuarantinedRecord):
+            bad.append(row)
+        else:
+            rows.append(row)
+    # THEN the same rows (by tenant, in order), quarantines (the split's first) and oldest arrival
+    by_tenant: dict[str, list[object]] = {}
+    for row in rows:
+        by_tenant.setdefault(row.tenant_id, []).append(row)
+    assert fused.by_tenant == by_tenant
+    assert list(fused.by_tenant) == list(by_tenant)
+    assert fused.fallback_priced == [row for row in rows if row.fallback_priced]
     assert fused.quarantined == split.quarantined + bad
     assert fused.oldest_arrival == split.oldest_arrival
