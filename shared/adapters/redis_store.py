@@ -165,13 +165,14 @@ local function slot_parts(text)
   if not m then return nil end
   return {tonumber(m), tonumber(a), tonumber(b), tonumber(c), tonumber(d), tonumber(e), tonumber(f)}
 end
-local function read_plan(i)
+-- The reads from A[i] on (A: ARGV, or the apply script's unpacked argument array).
+local function read_plan(A, i)
   local cal = {}
-  local ncal = tonumber(ARGV[i]); i = i + 1
-  for c = 1, ncal do cal[c] = KEYS[tonumber(ARGV[i])]; i = i + 1 end
-  local nowm = tonumber(ARGV[i]); local nsl = tonumber(ARGV[i+1]); i = i + 2
+  local ncal = tonumber(A[i]); i = i + 1
+  for c = 1, ncal do cal[c] = KEYS[tonumber(A[i])]; i = i + 1 end
+  local nowm = tonumber(A[i]); local nsl = tonumber(A[i+1]); i = i + 2
   local lens = {}; local maxn = 0
-  for s = 1, nsl do lens[s] = tonumber(ARGV[i]); i = i + 1; if lens[s] > maxn then maxn = lens[s] end end
+  for s = 1, nsl do lens[s] = tonumber(A[i]); i = i + 1; if lens[s] > maxn then maxn = lens[s] end end
   return {cal = cal, nowm = nowm, lens = lens, maxn = maxn}, i
 end
 -- slot -> parsed parts of the ring slots asked for (absent: empty)
@@ -222,7 +223,7 @@ local function read_out(plan, parsed, out, written)
 end
 local function read_windows(ring, i, out)
   local plan
-  plan, i = read_plan(i)
+  plan, i = read_plan(ARGV, i)
   local slots = {}
   for k = 0, plan.maxn - 1 do slots[k+1] = (plan.nowm - k) % 64 end
   read_out(plan, fetch_slots(ring, slots), out)
@@ -231,13 +232,16 @@ end
 """
 
 # KEYS: 1 hwm, 2 ring, 3 reservations, then bucket and event-id keys (by index).
-# ARGV: 1 horizon_s, 2 hwm_ttl_s, 3 ring_ttl_s;
+# ARGV[1]: one MessagePack array A (hiredis packs an argument in ~100 ns, and Redis makes a Lua string of each;
+#   MessagePack encodes a number in ~20 ns and the script reads numbers as numbers) of:
+#   1 horizon_s, 2 hwm_ttl_s, 3 ring_ttl_s;
 #   nstreams, then per stream its field and the highest position of the batch in it;
 #   ngroups, then per group (one event-id set): key index, nevents, four fixed-width blobs holding per event
-#     its stream index, position, digest and expected dup flag (0/1), and whether the group's events are checked
+#     its stream index, position, digest (the blob is ARGV[k], k given here: Redis's MessagePack reader takes
+#     no bytes) and expected dup flag (0/1), and whether the group's events are checked
 #     against the high-water marks (1/0: see shared.store_layout.hwm_applies);
-#   buckets: one MessagePack array of, per bucket, key index, ttl and an array of (field, [i, o, r, w, n, c])*,
-#     field 't' first (increments past 2^53 as decimal strings);
+#   buckets: an array of, per bucket, key index, ttl and an array of (field, [i, o, r, w, n, c])*, field 't'
+#     first (increments past 2^53 as decimal strings);
 #   nring, then per minute: minute, i, o, r, w, n, c;
 #   nsettle, reservation ids*; then reads.
 # Bucket counters: one packed field per prefix, one HMGET and one HSET per bucket. An HINCRBY per counter cost
@@ -246,23 +250,24 @@ _LUA_APPLY: Final = (
     _LUA_READ
     + """
 local hwm, ring = KEYS[1], KEYS[2]
+local A = cmsgpack.unpack(ARGV[1])  -- every argument, in one MessagePack array
 local i = 4
 -- streams: field (shard|partition key), then the highest position of the batch in it
-local nst = tonumber(ARGV[i]); i = i + 1
+local nst = A[i]; i = i + 1
 local sfields, best = {}, {}
-for s = 1, nst do sfields[s] = ARGV[i]; best[s] = ARGV[i+1]; i = i + 2 end
+for s = 1, nst do sfields[s] = A[i]; best[s] = A[i+1]; i = i + 2 end
 local stored = {}
 if nst > 0 then stored = redis.call('HMGET', hwm, unpack(sfields)) end
 for s = 1, nst do if stored[s] and stored[s] > best[s] then best[s] = stored[s] end end
-local ngroups = tonumber(ARGV[i]); i = i + 1
+local ngroups = A[i]; i = i + 1
 local flags, batch, adds = {}, {}, {}
 local mismatch = false
 for g = 1, ngroups do
   -- per group: key index, n, then four fixed-width blobs: stream indexes (3 digits), positions (74 chars),
   -- digests (12 bytes), expected flags (1 char); and whether positions are checked against the marks
-  local ek = KEYS[tonumber(ARGV[i])]; local n = tonumber(ARGV[i+1])
-  local sblob, pblob, dblob, fblob = ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5]
-  local check = ARGV[i+6] == '1'
+  local ek = KEYS[A[i]]; local n = A[i+1]
+  local sblob, pblob, dblob, fblob = A[i+2], A[i+3], ARGV[A[i+4]], A[i+5]
+  local check = A[i+6] == '1'
   i = i + 7
   local digests = {}
   for e = 1, n do digests[e] = string.sub(dblob, e*12 - 11, e*12) end
@@ -284,7 +289,7 @@ end
 if mismatch then return {0, table.concat(flags)} end
 for _, a in ipairs(adds) do
   redis.call('SADD', a[1], unpack(a[2]))
-  redis.call('EXPIRE', a[1], ARGV[1])
+  redis.call('EXPIRE', a[1], A[1])
 end
 if nst > 0 then
   local upd = {}
@@ -292,13 +297,13 @@ if nst > 0 then
     if best[s] and best[s] ~= stored[s] then upd[#upd+1] = sfields[s]; upd[#upd+1] = best[s] end
   end
   if #upd > 0 then redis.call('HSET', hwm, unpack(upd)) end
-  redis.call('EXPIRE', hwm, ARGV[2])
+  redis.call('EXPIRE', hwm, A[2])
 end
--- Buckets: one MessagePack array (fewer arguments to parse on both sides): per bucket its key index, ttl and
--- {field, counters, ...} with 't' (the tenant's totals) first. One HMGET (with the legacy total fields, folded
+-- Buckets: an array of, per bucket, its key index, ttl and {field, counters, ...} with 't' (the tenant's
+-- totals) first. One HMGET (with the legacy total fields, folded
 -- into 't' and deleted) and one HSET per bucket. A key is new when it had neither: only then its EXPIRE (the
 -- bucket's expiry is fixed).
-local buckets = cmsgpack.unpack(ARGV[i]); i = i + 1
+local buckets = A[i]; i = i + 1
 local written = {}
 for b = 1, #buckets, 3 do
   local key, fields = KEYS[buckets[b]], buckets[b+2]
@@ -320,24 +325,23 @@ for b = 1, #buckets, 3 do
   written[key] = upd[2]
 end
 -- Ring: the slots written and the slots the sliding windows read, fetched with one HMGET and parsed once.
-local nr = tonumber(ARGV[i]); i = i + 1
+local nr = A[i]; i = i + 1
 local writes, slots, listed = {}, {}, {}
 for r = 1, nr do
-  local m = tonumber(ARGV[i])
-  writes[r] = {m, tonumber(ARGV[i+1]), tonumber(ARGV[i+2]), tonumber(ARGV[i+3]),
-               tonumber(ARGV[i+4]), tonumber(ARGV[i+5]), tonumber(ARGV[i+6])}
+  local m = A[i]
+  writes[r] = {m, A[i+1], A[i+2], A[i+3], A[i+4], A[i+5], A[i+6]}
   local slot = m % 64
   if not listed[slot] then listed[slot] = true; slots[#slots+1] = slot end
   i = i + 7
 end
-local nset = tonumber(ARGV[i]); i = i + 1
+local nset = A[i]; i = i + 1
 if nset > 0 then
   local ids = {}
-  for s = 1, nset do ids[s] = ARGV[i]; i = i + 1 end
+  for s = 1, nset do ids[s] = A[i]; i = i + 1 end
   redis.call('HDEL', KEYS[3], unpack(ids))
 end
 local plan
-plan, i = read_plan(i)
+plan, i = read_plan(A, i)
 for k = 0, plan.maxn - 1 do
   local slot = (plan.nowm - k) % 64
   if not listed[slot] then listed[slot] = true; slots[#slots+1] = slot end
@@ -362,7 +366,7 @@ if nr > 0 then
     end
   end
   if #upd > 0 then redis.call('HSET', ring, unpack(upd)) end
-  redis.call('EXPIRE', ring, ARGV[3])
+  redis.call('EXPIRE', ring, A[3])
 end
 local out = {}
 read_out(plan, parsed, out, written)
@@ -609,13 +613,14 @@ class _BatchPlan:
 class _Applied:
     """One tenant's script call in flight: its arguments and what is needed to read its answer."""
 
-    __slots__ = ("args", "batch", "best", "dups", "index", "keys", "order", "reads")
+    __slots__ = ("args", "batch", "best", "digests", "dups", "index", "keys", "order", "reads")
 
     def __init__(
         self,
         batch: TenantRows,
         keys: list[str],
-        args: list[Any],
+        args: bytes,
+        digests: list[bytes],
         order: list[int],
         dups: list[bool],
         best: dict[str, str],
@@ -624,7 +629,8 @@ class _Applied:
     ) -> None:
         self.batch = batch
         self.keys = keys
-        self.args = args
+        self.args = args  # ARGV[1]: the arguments, MessagePack-encoded
+        self.digests = digests  # ARGV[2...]
         self.order = order  # row indexes in the order the script reports duplicate flags
         self.dups = dups  # the flags assumed
         self.best = best  # per stream key, the highest position in the batch
@@ -647,11 +653,13 @@ def _exact(fields: list[Any]) -> list[Any]:
 
 
 def _ring_args(ring: Mapping[int, list[int]], args: list[Any]) -> None:
-    """Append the ring section of the apply script's ARGV: the new events' counters per unix minute."""
+    """Append the ring section of the apply script's arguments: the new events' counters per unix minute (the
+    script sums them in Lua numbers: see the module docstring; any past 2^53 go as decimal strings, which
+    MessagePack would otherwise carry as 64-bit integers the script reads as doubles anyway)."""
     args.append(len(ring))
     for minute, counts in ring.items():
         args.append(minute)
-        args += counts
+        args += counts if max(counts) < _LIM else _digits(counts)
 
 
 def _one_hour_buckets(
@@ -972,7 +980,8 @@ class RedisStore:
         """EVALSHA commands in the Redis protocol (hiredis packs; redis-py's pipeline would add ~40 us of Python
         per command, as much as building the arguments)."""
         sha = self._apply.sha
-        return b"".join([pack_command(("EVALSHA", sha, len(b.keys), *b.keys, *b.args)) for b in built])
+        commands: list[tuple[Any, ...]] = [("EVALSHA", sha, len(b.keys), *b.keys, b.args, *b.digests) for b in built]
+        return b"".join([pack_command(c) for c in commands])
 
     def _collect(
         self,
@@ -1067,8 +1076,11 @@ class RedisStore:
         args: list[Any] = [plan.horizon_s, _HWM_TTL_S, RING_TTL_S, len(streams)]
         for stream_key, pos in best.items():
             args += (stream_key, pos)
-        # The per-event dedupe facts, one group (event-id set) per occurred-at hour.
+        # The per-event dedupe facts, one group (event-id set) per occurred-at hour; the digests go as ARGV of
+        # their own.
+        digests: list[bytes] = []
         if one_hour:
+            digests.append(event_digests(ids))
             order: list[int] = list(range(n))
             blob = "".join(positions)
             if len(blob) != POSITION_WIDTH * n:
@@ -1083,7 +1095,7 @@ class RedisStore:
                 n,
                 indexes,
                 blob,
-                event_digests(ids),
+                2,  # ARGV[2]: the group's event digests (bytes: Redis's MessagePack reader takes strings only)
                 "".join(["1" if dup else "0" for dup in dups]) if any(dups) else "0" * n,
                 plan.hour(hour).hwm_check,
             )
@@ -1095,6 +1107,7 @@ class RedisStore:
                 by_hour.setdefault(minute // 60, []).append(k)
             args.append(len(by_hour))
             for group_hour, members in by_hour.items():
+                digests.append(event_digests([ids[k] for k in members]))
                 blob = "".join([positions[k] for k in members])
                 if len(blob) != POSITION_WIDTH * len(members):
                     raise ValueError("a sequence number longer than 64 digits")
@@ -1104,7 +1117,7 @@ class RedisStore:
                     len(members),
                     "".join([_STREAM_INDEX[streams[stream_keys[k]]] for k in members]),
                     blob,
-                    event_digests([ids[k] for k in members]),
+                    len(digests) + 1,  # ARGV index of the digests appended above
                     "".join(["1" if dups[k] else "0" for k in members]),
                     hour_plan.hwm_check,
                 )
@@ -1137,7 +1150,7 @@ class RedisStore:
                     c[3] += w
                     c[4] += req
                     c[5] += cost
-            args.append(_msgpack(_one_hour_buckets(tkeys.buckets, sums, plan.hour(hour))))
+            args.append(_one_hour_buckets(tkeys.buckets, sums, plan.hour(hour)))
         else:
             assert kl is not None
             sums = {}
@@ -1156,7 +1169,7 @@ class RedisStore:
                 else:
                     for f, v in enumerate((i, o, r, w, req, cost)):
                         c[f] += v
-            args.append(_msgpack(_buckets(_tk(tenant), kl, sums, plan)))
+            args.append(_buckets(_tk(tenant), kl, sums, plan))
         _ring_args(ring, args)
         reservations = [row[19] for row in rows]
         settle = sorted(set(reservations) - {""}) if any(reservations) else []
@@ -1168,7 +1181,7 @@ class RedisStore:
             assert kl is not None
             args += reads.calendar_args(_tk(tenant), kl)
         args += reads.tail
-        return _Applied(batch, keys, args, order, dups, best, reads, index)
+        return _Applied(batch, keys, _msgpack(args), digests, order, dups, best, reads, index)
 
     def _tenant_keys(self, tenant: str, hour: int, hour_plan: _HourPlan, calendar: tuple[str, ...]) -> _TenantKeys:
         """The KEYS of a tenant's script for events of one hour reading ``calendar``, and their indexes,
