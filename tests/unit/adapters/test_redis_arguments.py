@@ -6,11 +6,17 @@ from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
+import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.adapters.redis_store import _BatchPlan, _buckets, _KeyList, _one_hour_buckets, _totals
-from shared.ports import Totals
+from shared.adapters.redis_store import RedisStore, _BatchPlan, _buckets, _KeyList, _one_hour_buckets, _totals
+from shared.ports import TenantBatch, Totals
+from shared.store_layout import rows_from_batch
+from shared.windows import HOUR as HOUR_WINDOW
+from shared.windows import MINUTE_5
+from tests.unit.adapters.store_contract import ev
 
 NOW = datetime(2026, 11, 23, 15, 30, 20, tzinfo=UTC)
 HOUR = int(NOW.timestamp()) // 3600
@@ -49,3 +55,43 @@ def test_totals_built_through_the_slots_are_the_constructor_s(values: list[int])
     assert built == Totals(*values)
     assert [getattr(built, f.name) for f in fields(Totals)] == values
     assert not hasattr(Totals, "__post_init__")  # (a check there would be skipped by _totals)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=59), st.sampled_from(["m1", "m2"]), st.sampled_from(["", "r1"])),
+        min_size=1,
+        max_size=12,
+    ),
+    st.one_of(st.none(), st.lists(st.booleans(), min_size=12, max_size=12)),
+    st.booleans(),
+)
+def test_the_usual_tenant_s_arguments_are_the_general_ones(
+    events: list[tuple[int, str, str]], flags: list[bool] | None, known_mark: bool
+) -> None:
+    # GIVEN a tenant's events of one hour in one stream (some repeated ids, some reservations)
+    at = NOW.replace(minute=0, second=0)
+    made = [
+        ev("acme", at=at + timedelta(minutes=m), model=model, reservation_id=res, event_id=f"e{k % 9}")
+        for k, (m, model, res) in enumerate(events)
+    ]
+    batch = rows_from_batch(TenantBatch("acme", tuple(made), (MINUTE_5, HOUR_WINDOW), (HOUR_WINDOW,)))
+    dups = None if flags is None else flags[: len(made)]
+    store = RedisStore(redis.Redis())  # (nothing is sent: the arguments are only built)
+    if known_mark:
+        store._known_hwm[("acme", batch.rows[0].stream_key)] = batch.rows[len(made) // 2].position
+    plan = _BatchPlan(NOW, timedelta(hours=24))
+    # WHEN the usual path and the general one build its script's arguments
+    fast = store._apply_args(batch, dups, plan, 3)
+    general = store._apply_args_any(batch, dups, plan, 3)
+    # THEN they are the same
+    assert fast.keys == general.keys
+    assert msgspec.msgpack.decode(fast.args) == msgspec.msgpack.decode(general.args)
+    assert (fast.digests, fast.order, fast.dups, fast.best, fast.index) == (
+        general.digests,
+        general.order,
+        general.dups,
+        general.best,
+        general.index,
+    )
