@@ -1017,20 +1017,13 @@ class RedisStore:
             if old is None or best > old:
                 known[key] = best
         dups = built.dups
-        n_dup = sum(dups)
-        duplicate_ids = (
-            frozenset(row.event_id for row, dup in zip(built.batch.rows, dups, strict=True) if dup)
-            if n_dup
-            else _NO_IDS
-        )
-        return ApplyOutcome(
-            tenant,
-            ok=True,
-            applied=len(dups) - n_dup,
-            duplicates=n_dup,
-            duplicate_ids=duplicate_ids,
-            totals=built.reads.decode_text(_text(answer[1])),
-        )
+        if True in dups:
+            n_dup = sum(dups)
+            duplicate_ids = frozenset(row.event_id for row, dup in zip(built.batch.rows, dups, strict=True) if dup)
+        else:
+            n_dup, duplicate_ids = 0, _NO_IDS
+        totals = built.reads.decode_text(_text(answer[1]))
+        return ApplyOutcome(tenant, True, len(dups) - n_dup, n_dup, duplicate_ids, totals)
 
     def _apply_args(self, batch: TenantRows, dups: list[bool] | None, plan: _BatchPlan, index: int = -1) -> _Applied:
         """KEYS and ARGV of one tenant's apply script (see _LUA_APPLY). ``dups`` are the duplicate flags to
