@@ -110,7 +110,7 @@ def split_records(records: Iterable[Mapping[str, Any]]) -> Split:
             pk = kinesis["partitionKey"]
             arrived = kinesis["approximateArrivalTimestamp"]
             event_id = record["eventID"]
-            data = _b64decode(kinesis["data"], validate=True)
+            data = _b64decode(kinesis["data"], None, True)  # (validate=True: positional, a third faster)
         except (KeyError, TypeError, binascii.Error, ValueError):
             pass
         else:
@@ -161,7 +161,7 @@ def split_records(records: Iterable[Mapping[str, Any]]) -> Split:
         if arrived and (oldest is None or arrived < oldest):
             oldest = arrived
         try:
-            data = _b64decode(kinesis["data"], validate=True)
+            data = _b64decode(kinesis["data"], None, True)  # (validate=True: positional, a third faster)
         except (KeyError, TypeError, binascii.Error, ValueError):
             try:  # pybase64 refuses a few odd paddings binascii's strict mode reads: binascii has the last word
                 data = binascii.a2b_base64(kinesis["data"], strict_mode=True)
