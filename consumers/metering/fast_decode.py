@@ -73,6 +73,7 @@ COUNTED: Final = frozenset((Outcome.SUCCESS.value, Outcome.MODEL_ERROR.value))
 _MEMO_LIMIT: Final = 50_000
 _EVENT_ID_MATCH: Final = EVENT_ID_RE.fullmatch
 _TAG_KEY_MATCH: Final = TAG_KEY_RE.fullmatch
+_FROMISO: Final = datetime.fromisoformat
 
 
 class EventFields(Protocol):
@@ -204,18 +205,16 @@ class QuickDecoder:
         if occurred[-1:] != "Z" and occurred[-6:] != "+00:00":
             return None
         try:
-            at = datetime.fromisoformat(occurred)
+            at = _FROMISO(occurred)
         except ValueError:
             return None
         if at.tzinfo is not UTC:  # 'Z' and '+00:00' parse to the UTC singleton; anything else: the slow path
             return None
-        # The unix minute, remembered per "YYYY-MM-DDTHH:MM" prefix (see _minute), inline: once per event.
-        if len(occurred) > 16 and occurred[4] == "-" and occurred[7] == "-" and occurred[13] == ":":
-            minute = self._minutes.get(occurred[:16])
-            if minute is None:
-                minute = self._minute(occurred, at)
-        else:
-            minute = int(at.timestamp()) // 60
+        # The unix minute, remembered per "YYYY-MM-DDTHH:MM" prefix (see _minute), inline: once per event. Only
+        # prefixes _minute checked are remembered, so a hit needs no check again.
+        minute = self._minutes.get(occurred[:16])
+        if minute is None:
+            minute = self._minute(occurred, at)
         return ev, at, minute
 
     def _minute(self, text: str, at: datetime) -> int:

@@ -258,7 +258,7 @@ class Meter:
                     and seq.isascii()
                     and len(seq) <= MAX_SEQUENCE_DIGITS
                     and not data.startswith(MAGIC)
-                    and event_id.find(":") >= 0
+                    and (colon := event_id.find(":")) >= 0
                 )
             if not plain:
                 split = split_records([record])
@@ -270,7 +270,7 @@ class Meter:
                 continue
             if arrived and (oldest is None or arrived < oldest):
                 oldest = arrived
-            shard = event_id[: event_id.find(":")]
+            shard = event_id[:colon]
             # Meter.row's usual path, word for word.
             found = decode(data)
             if found is not None:
