@@ -1270,7 +1270,7 @@ class RedisStore:
         cache = self._keys_cache
         found = cache.get((tenant, hour, calendar))
         if found is None:
-            if len(cache) > 100_000:
+            if len(cache) > 20_000:  # (~1 KB each: an hour of 20,000 tenants)
                 cache.clear()
             tk = _tk(tenant)
             kl = _KeyList(f"{tk}:hwm", f"{tk}:min", f"{tk}:res")
