@@ -75,6 +75,7 @@ from shared.store_layout import (
     HWM_RETENTION,
     SEP,
     Dim,
+    EventRow,
     TenantRows,
     dimension_sums,
     event_digests,
@@ -652,6 +653,37 @@ def _exact(fields: list[Any]) -> list[Any]:
     return [_digits(x) if type(x) is list else x for x in fields]
 
 
+def _sum_new(rows: Sequence[EventRow], *, by_hour: bool) -> tuple[dict[Any, list[int]], dict[int, list[int]]]:
+    """The new events' counters per (model, costCenter, applicationId), keyed with the unix hour first when
+    ``by_hour``, and per unix minute (the ring). Written out flat: it runs for every tenant of every batch."""
+    sums: dict[Any, list[int]] = {}
+    ring: dict[int, list[int]] = {}
+    for row in rows:
+        (_, _, _, minute, _, _, _, _, _, _, model, cc, app, i, o, r, w, req, cost, _, _) = row
+        key = (minute // 60, model, cc, app) if by_hour else (model, cc, app)
+        c = sums.get(key)
+        if c is None:
+            sums[key] = [i, o, r, w, req, cost]
+        else:
+            c[0] += i
+            c[1] += o
+            c[2] += r
+            c[3] += w
+            c[4] += req
+            c[5] += cost
+        c = ring.get(minute)
+        if c is None:
+            ring[minute] = [i, o, r, w, req, cost]
+        else:
+            c[0] += i
+            c[1] += o
+            c[2] += r
+            c[3] += w
+            c[4] += req
+            c[5] += cost
+    return sums, ring
+
+
 def _ring_args(ring: Mapping[int, list[int]], args: list[Any]) -> None:
     """Append the ring section of the apply script's arguments: the new events' counters per unix minute (the
     script sums them in Lua numbers: see the module docstring; any past 2^53 go as decimal strings, which
@@ -1077,32 +1109,7 @@ class RedisStore:
             "0" * n if new is rows else "".join(["1" if dup else "0" for dup in dups]),
             hour_plan.hwm_check,
         ]
-        # The new events' counters per (model, cc, app) and per minute.
-        sums: dict[Any, list[int]] = {}
-        ring: dict[int, list[int]] = {}
-        for row in new:
-            (_, _, _, minute, _, _, _, _, _, _, model, cc, app, i, o, r, w, req, cost, _, _) = row
-            key = (model, cc, app)
-            c = sums.get(key)
-            if c is None:
-                sums[key] = [i, o, r, w, req, cost]
-            else:
-                c[0] += i
-                c[1] += o
-                c[2] += r
-                c[3] += w
-                c[4] += req
-                c[5] += cost
-            c = ring.get(minute)
-            if c is None:
-                ring[minute] = [i, o, r, w, req, cost]
-            else:
-                c[0] += i
-                c[1] += o
-                c[2] += r
-                c[3] += w
-                c[4] += req
-                c[5] += cost
+        sums, ring = _sum_new(new, by_hour=False)
         args.append(_one_hour_buckets(tkeys.buckets, sums, hour_plan))
         _ring_args(ring, args)
         reservations = [row[19] for row in rows]
@@ -1203,53 +1210,12 @@ class RedisStore:
                     hour_plan.hwm_check,
                 )
                 order += members
-        # The new events' counters per (model, cc, app) (and hour) and per minute.
         new = rows if not any(dups) else [row for row, dup in zip(rows, dups, strict=True) if not dup]
-        ring: dict[int, list[int]] = {}
+        sums, ring = _sum_new(new, by_hour=not one_hour)
         if one_hour:
-            sums: dict[Any, list[int]] = {}
-            for row in new:
-                (_, _, _, minute, _, _, _, _, _, _, model, cc, app, i, o, r, w, req, cost, _, _) = row
-                key: Any = (model, cc, app)
-                c = sums.get(key)
-                if c is None:
-                    sums[key] = [i, o, r, w, req, cost]
-                else:
-                    c[0] += i
-                    c[1] += o
-                    c[2] += r
-                    c[3] += w
-                    c[4] += req
-                    c[5] += cost
-                c = ring.get(minute)
-                if c is None:
-                    ring[minute] = [i, o, r, w, req, cost]
-                else:
-                    c[0] += i
-                    c[1] += o
-                    c[2] += r
-                    c[3] += w
-                    c[4] += req
-                    c[5] += cost
             args.append(_one_hour_buckets(tkeys.buckets, sums, plan.hour(hour)))
         else:
             assert kl is not None
-            sums = {}
-            for row in new:
-                (_, _, _, minute, _, _, _, _, _, _, model, cc, app, i, o, r, w, req, cost, _, _) = row
-                key = (minute // 60, model, cc, app)
-                c = sums.get(key)
-                if c is None:
-                    sums[key] = [i, o, r, w, req, cost]
-                else:
-                    for f, v in enumerate((i, o, r, w, req, cost)):
-                        c[f] += v
-                c = ring.get(minute)
-                if c is None:
-                    ring[minute] = [i, o, r, w, req, cost]
-                else:
-                    for f, v in enumerate((i, o, r, w, req, cost)):
-                        c[f] += v
             args.append(_buckets(_tk(tenant), kl, sums, plan))
         _ring_args(ring, args)
         reservations = [row[19] for row in rows]
