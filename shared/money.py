@@ -3,8 +3,9 @@
 The one rounding rule: the exact Decimal cost of ONE usage event is rounded half-up to a whole nano-dollar
 (1e-9 USD) once, when it is priced (``shared.pricing.price_usage``). Everything downstream (windows,
 quotas, reports, reconciliation) adds integers, so totals are exact sums of per-event costs and any two
-components that price the same events agree to the nano-dollar. A signed 64-bit counter in nano-dollars
-holds 9.2 billion USD, so Redis HINCRBY and DynamoDB ADD never overflow in practice.
+components that price the same events agree to the nano-dollar. The stores keep those integers exact at any
+size (Redis: packed decimal counters the apply script adds in Lua numbers below 2^53 and digit by digit above;
+DynamoDB: ADD on its 38-digit numbers).
 """
 
 from __future__ import annotations

@@ -13,8 +13,6 @@ script may touch them all; every key a script touches is passed in KEYS):
 - ``tm:{T}:d:<YYYYMMDD>`` hash, day totals ``t`` and combinations ``x<SEP>model<SEP>cc<SEP>app`` (the daily
   report, and the per-dimension sums of the CLI), each ``i,o,r,w,n,c``. Bucket end + 40 days.
 - ``tm:{T}:mo:<YYYYMM>`` hash, month totals ``t``. Bucket end + 400 days.
-  (The layout before packing kept one field per counter, ``<prefix>|<code>``: readers add any such fields in,
-  and the apply script folds a bucket's ``t|<code>`` fields into ``t`` when it writes the bucket.)
 - ``tm:{T}:ev:<YYYYMMDDHH>`` set of 12-byte digests of event ids that occurred in that hour. Expires the dedupe
   horizon after its last write.
 - ``tm:{T}:hwm`` hash, ``shard|partition key`` -> highest applied position (64-digit sequence + 10-digit sub).
@@ -79,7 +77,6 @@ from shared.store_layout import (
     TenantRows,
     dimension_sums,
     event_digests,
-    fields_to_totals,
     hwm_applies,
     minute_ids,
     month_days,
@@ -114,8 +111,6 @@ _LUA_READ: Final = """
 -- they stay below 2^53, so exact; from there on decimal strings added digit by digit: exact at any size.
 local LIM = 9007199254740992
 local PACKED = '^(%d+),(%d+),(%d+),(%d+),(%d+),(%d+)$'
--- The totals' per-counter fields of the layout before packing: read with 't', folded into it when written.
-local LEGACY = {'t|i', 't|o', 't|r', 't|w', 't|n', 't|c'}
 local function digits(x)
   if type(x) == 'number' then return string.format('%d', x) end
   return x
@@ -154,12 +149,6 @@ local function add6(text, q)
   return table.concat({bigadd(a, q[1]), bigadd(b, q[2]), bigadd(c, q[3]), bigadd(d, q[4]), bigadd(e, q[5]),
                        bigadd(f, q[6])}, ',')
 end
--- The legacy total fields' values (HMGET replies from index n), or nil when there are none.
-local function legacy6(v, n)
-  if v[n] or v[n+1] or v[n+2] or v[n+3] or v[n+4] or v[n+5] then
-    return {v[n] or '0', v[n+1] or '0', v[n+2] or '0', v[n+3] or '0', v[n+4] or '0', v[n+5] or '0'}
-  end
-end
 -- A ring slot is one field "minute,i,o,r,w,n,c": 64 small fields keep the hash in its compact encoding.
 local function slot_parts(text)
   local m, a, b, c, d, e, f = string.match(text, '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')
@@ -193,12 +182,7 @@ local function read_out(plan, parsed, out, written)
   for c = 1, #plan.cal do
     local key = plan.cal[c]
     local text = written and written[key]
-    if not text then
-      local v = redis.call('HMGET', key, 't', unpack(LEGACY))
-      text = v[1] or '0,0,0,0,0,0'
-      local old = legacy6(v, 2)
-      if old then text = add6(text, old) end
-    end
+    if not text then text = redis.call('HGET', key, 't') or '0,0,0,0,0,0' end
     local n = #out
     out[n+1], out[n+2], out[n+3], out[n+4], out[n+5], out[n+6] = parts6(text)
   end
@@ -301,8 +285,7 @@ if nst > 0 then
   redis.call('EXPIRE', hwm, A[2])
 end
 -- Buckets: an array of, per bucket, its key index, ttl and {field, counters, ...} with 't' (the tenant's
--- totals) first. One HMGET (with the legacy total fields, folded
--- into 't' and deleted) and one HSET per bucket. A key is new when it had neither: only then its EXPIRE (the
+-- totals) first. One HMGET and one HSET per bucket. A bucket without 't' is new: only then its EXPIRE (the
 -- bucket's expiry is fixed).
 local buckets = A[i]; i = i + 1
 local written = {}
@@ -311,18 +294,14 @@ for b = 1, #buckets, 3 do
   local nf = #fields / 2
   local names = {}
   for f = 1, nf do names[f] = fields[2*f-1] end
-  for l = 1, 6 do names[nf+l] = LEGACY[l] end
   local cur = redis.call('HMGET', key, unpack(names))
   local upd = {}
   for f = 1, nf do
     upd[2*f-1] = names[f]
     upd[2*f] = add6(cur[f], fields[2*f])
   end
-  local old = legacy6(cur, nf + 1)
-  if old then upd[2] = add6(upd[2], old) end
   redis.call('HSET', key, unpack(upd))
-  if old then redis.call('HDEL', key, unpack(LEGACY))
-  elseif not cur[1] then redis.call('EXPIRE', key, buckets[b+1]) end
+  if not cur[1] then redis.call('EXPIRE', key, buckets[b+1]) end
   written[key] = upd[2]
 end
 -- Ring: the slots written and the slots the sliding windows read, fetched with one HMGET and parsed once.
@@ -1445,20 +1424,8 @@ class RedisStore:
 
 
 def _bucket_totals(raw: Mapping[Any, Any]) -> dict[str, Totals]:
-    """A calendar bucket hash (HGETALL) as prefix -> Totals: packed ``prefix`` -> ``i,o,r,w,n,c`` fields, plus
-    any ``prefix|code`` fields of the layout before packing (summed: a bucket may hold both)."""
-    legacy: dict[str, int] = {}
-    out: dict[str, Totals] = {}
-    for name, value in raw.items():
-        field, text = _text(name), _text(value)
-        if "|" in field:
-            legacy[field] = int(text)
-            continue
-        totals = Totals(*map(int, text.split(",")))
-        out[field] = out[field] + totals if field in out else totals
-    for prefix, totals in fields_to_totals(legacy).items():
-        out[prefix] = out[prefix] + totals if prefix in out else totals
-    return out
+    """A calendar bucket hash (HGETALL) as prefix -> Totals: its fields are ``prefix`` -> ``i,o,r,w,n,c``."""
+    return {_text(name): Totals(*map(int, _text(value).split(","))) for name, value in raw.items()}
 
 
 def _text(value: Any) -> str:

@@ -138,32 +138,6 @@ def test_packed_counters_add_exactly_across_and_past_two_to_the_53(redis_client:
     assert row.totals.cost_nanos == want
 
 
-def test_counters_of_the_layout_before_packing_are_read_and_folded_in(redis_client: redis.Redis) -> None:
-    # GIVEN buckets written by the previous layout (one field per counter: prefix|code) ...
-    store = RedisStore(redis_client)
-    store.apply_usage([TenantBatch("acme", (ev("acme", cost=1),))], now=NOW, dedupe_horizon=HORIZON)
-    redis_client.flushall()
-    legacy_totals = {"t|i": 7, "t|o": 6, "t|r": 5, "t|w": 4, "t|n": 3, "t|c": 2**60}
-    combo = "x\x1fanthropic.claude-3-5-haiku-20241022-v1:0\x1fcc-1\x1fbot"
-    legacy_combo = {f"{combo}|{code}": v for code, v in zip("iorwnc", (7, 6, 5, 4, 3, 2**60), strict=True)}
-    for key in ("tm:{acme}:h:2026112315", "tm:{acme}:mo:202611"):
-        redis_client.hset(key, mapping=legacy_totals)
-    redis_client.hset("tm:{acme}:d:20261123", mapping={**legacy_totals, **legacy_combo})
-    # ... they count in every read, before and after this layout writes to them
-    before = store.window_totals("acme", [MONTH, DAY, HOUR], NOW)
-    assert {w: t.cost_nanos for w, t in before.items()} == {"month": 2**60, "day": 2**60, "hour": 2**60}
-    store.apply_usage([TenantBatch("acme", (ev("acme", cost=1),))], now=NOW, dedupe_horizon=HORIZON)
-    after = store.window_totals("acme", [MONTH, DAY, HOUR], NOW)
-    assert {w: (t.input_tokens, t.requests, t.cost_nanos) for w, t in after.items()} == {
-        w: (7 + 100, 3 + 1, 2**60 + 1) for w in ("month", "day", "hour")
-    }
-    (row,) = store.daily_rollup("acme", NOW)
-    assert (row.totals.input_tokens, row.totals.requests, row.totals.cost_nanos) == (107, 4, 2**60 + 1)
-    # THEN the totals' legacy fields were folded into the packed field (a bucket keeps its expiry)
-    assert not redis_client.hexists("tm:{acme}:h:2026112315", "t|i")
-    assert redis_client.hget("tm:{acme}:h:2026112315", "t") == f"107,56,15,9,4,{2**60 + 1}".encode()
-
-
 def test_a_bucket_gets_its_expiry_once_and_keeps_it(redis_client: redis.Redis) -> None:
     store = RedisStore(redis_client)
     store.apply_usage([TenantBatch("acme", (ev("acme"),))], now=NOW, dedupe_horizon=HORIZON)
