@@ -248,12 +248,14 @@ local ngroups = A[i]; i = i + 1
 local flags, batch, adds = {}, {}, {}
 local mismatch = false
 for g = 1, ngroups do
-  -- per group: key index, n, then four fixed-width blobs: stream indexes (3 digits), positions (74 chars),
-  -- digests (12 bytes), expected flags (1 char); and whether positions are checked against the marks
+  -- per group: key index, n, then four fixed-width blobs: stream indexes (3 digits, more past 999 streams),
+  -- positions (74 chars), digests (12 bytes), expected flags (1 char); and whether positions are checked
+  -- against the marks
   local ek = KEYS[A[i]]; local n = A[i+1]
   local sblob, pblob, dblob, fblob = A[i+2], A[i+3], ARGV[A[i+4]], A[i+5]
   local check = A[i+6] == '1'
   i = i + 7
+  local w = #sblob / n
   local digests = {}
   for e = 1, n do digests[e] = string.sub(dblob, e*12 - 11, e*12) end
   local member = redis.call('SMISMEMBER', ek, unpack(digests))
@@ -262,7 +264,7 @@ for g = 1, ngroups do
     local dg = digests[e]
     local dup = batch[dg] or member[e] == 1
     if check and not dup then
-      local s = stored[nst == 1 and 1 or tonumber(string.sub(sblob, e*3 - 2, e*3))]
+      local s = stored[nst == 1 and 1 or tonumber(string.sub(sblob, e*w - w + 1, e*w))]
       if s and string.sub(pblob, e*74 - 73, e*74) <= s then dup = true end
     end
     if dup then flags[#flags+1] = '1' else flags[#flags+1] = '0'; new[#new+1] = dg end
@@ -454,7 +456,7 @@ class _KeyList:
         return found
 
 
-_STREAM_INDEX: Final = tuple(f"{i:03d}" for i in range(1000))
+_FIRST_STREAM: Final = "001"  # the index of a tenant's only stream in the script's blob
 _msgpack: Final = msgspec.msgpack.Encoder().encode
 _HWM_TTL_S: Final = int(HWM_RETENTION.total_seconds())
 _NO_IDS: Final[frozenset[str]] = frozenset()
@@ -1082,7 +1084,7 @@ class RedisStore:
             1,  # one event-id set
             tkeys.events,
             n,
-            _STREAM_INDEX[1] * n,
+            _FIRST_STREAM * n,
             blob,
             2,  # ARGV[2]: the event digests (bytes: Redis's MessagePack reader takes strings only)
             "0" * n if new is rows else "".join(["1" if dup else "0" for dup in dups]),
@@ -1117,12 +1119,14 @@ class RedisStore:
         minutes = [row[3] for row in rows]
         first = stream_keys[0] if n else ""
         if stream_keys.count(first) == n:  # the usual: one (shard, partition key) stream
-            streams = {first: 1} if n else {}
+            streams = {first: _FIRST_STREAM} if n else {}
             best = {first: max(positions)} if n else {}
         else:
-            streams = {key: i for i, key in enumerate(dict.fromkeys(stream_keys), 1)}
-            if len(streams) > 999:
-                raise ValueError("more than 999 (shard, partition key) streams for one tenant in one batch")
+            # Each stream's index in the script's fixed-width blob: three digits, more past 999 streams (the
+            # script reads the width off the blob).
+            distinct = dict.fromkeys(stream_keys)
+            width = max(3, len(str(len(distinct))))
+            streams = {key: f"{i:0{width}d}" for i, key in enumerate(distinct, 1)}
             best = {}  # per stream key: the highest position in the batch
             for stream_key, pos in zip(stream_keys, positions, strict=True):
                 if pos > best.get(stream_key, ""):
@@ -1152,10 +1156,7 @@ class RedisStore:
             blob = "".join(positions)
             if len(blob) != POSITION_WIDTH * n:
                 raise ValueError("a sequence number longer than 64 digits")
-            if len(streams) == 1:
-                indexes = _STREAM_INDEX[1] * n
-            else:
-                indexes = "".join([_STREAM_INDEX[streams[k]] for k in stream_keys])
+            indexes = _FIRST_STREAM * n if len(streams) == 1 else "".join([streams[k] for k in stream_keys])
             args += (
                 1,
                 tkeys.events,
@@ -1182,7 +1183,7 @@ class RedisStore:
                 args += (
                     kl.index(f"{_tk(tenant)}:{hour_plan.events_key}"),
                     len(members),
-                    "".join([_STREAM_INDEX[streams[stream_keys[k]]] for k in members]),
+                    "".join([streams[stream_keys[k]] for k in members]),
                     blob,
                     len(digests) + 1,  # ARGV index of the digests appended above
                     "".join(["1" if dups[k] else "0" for k in members]),

@@ -190,3 +190,20 @@ def test_one_store_shared_by_threads_keeps_every_reply_with_its_command(redis_cl
     assert errors == []
     for tenant in tenants:
         assert store.window_totals(tenant, [MONTH], NOW)["month"].requests == 30
+
+
+def test_a_tenant_with_more_than_999_streams_in_one_batch_is_applied_exactly_once(redis_client: redis.Redis) -> None:
+    # GIVEN a hot tenant spread over 1,200 partition keys, its events older than the dedupe horizon (so only the
+    # high-water marks, found through each event's stream index, recognise a redelivery)
+    store = RedisStore(redis_client)
+    at = NOW - HORIZON - timedelta(hours=6)
+    first = tuple(ev("acme", at=at, pk=f"acme#{k}", seq=10_000 + k, cost=7) for k in range(1_200))
+    (out,) = store.apply_usage([TenantBatch("acme", first)], now=NOW, dedupe_horizon=HORIZON)
+    assert out.ok and out.applied == 1_200
+    # WHEN the same records come again under new event ids (their id sets gone, as past the horizon), from a
+    # fresh process that has not seen the marks
+    again = tuple(replace(e, event_id=f"again-{k}") for k, e in enumerate(first))
+    (out,) = RedisStore(redis_client).apply_usage([TenantBatch("acme", again)], now=NOW, dedupe_horizon=HORIZON)
+    # THEN every one is a duplicate by its own stream's mark, and the totals count the first batch once
+    assert out.ok and (out.applied, out.duplicates) == (0, 1_200)
+    assert store.window_totals("acme", [MONTH], NOW)["month"].cost_nanos == 1_200 * 7
