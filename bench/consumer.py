@@ -37,10 +37,10 @@ from aws_lambda_powertools import Logger
 from consumers.metering import bootstrap as boot
 from consumers.metering.handler import lambda_handler
 from consumers.metering.records import split_records
-from consumers.metering.validate import CachedPricer, Meter
+from consumers.metering.validate import Meter
 from shared.adapters.redis_store import RedisStore
 from shared.ports import AlertMessage, MeteredEvent, QuarantinedRecord
-from shared.pricing import PriceCatalog
+from shared.pricing import CachedPricer, PriceCatalog
 from shared.schema import Source, UsageEvent, encode_event
 from shared.store_layout import event_prefixes, totals_to_fields
 from shared.tenants import Tenant, TenantRegistry

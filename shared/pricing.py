@@ -15,10 +15,14 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from shared.errors import PricingError
-from shared.money import usd_to_nanos
+from shared.money import NANOS_PER_USD, usd_to_nanos
+from shared.store_layout import clean_dimension
+
+if TYPE_CHECKING:
+    from shared.schema import UsageEvent
 
 PER_TOKENS: Final = 1_000_000
 TOKEN_KINDS: Final = ("input", "output", "cache_read", "cache_write")
@@ -170,6 +174,98 @@ class PriceCatalog:
         rates = entry.rates_at(at, region) or entry.rates[0]
         exact = rates.exact_cost(usage)
         return PricedUsage(entry.model_id, exact, usd_to_nanos(exact), fallback, rates)
+
+
+# --- hot paths: integer rates ------------------------------------------------------------------------
+
+# A rate in USD per 1M tokens is nano-dollars per token times 10**9 / 10**6 = 10**3: this power of ten.
+_NANO_SCALE: Final = len(str(NANOS_PER_USD // PER_TOKENS)) - 1
+_MINUTES_PER_DAY: Final = 1440
+_SECONDS_PER_DAY: Final = 86400
+_CACHE_LIMIT: Final = 10_000  # (model, alias, region, day) entries; all dropped when full (a day rolls over)
+
+
+class PriceRate(NamedTuple):
+    """One (model, alias, region, day)'s rates as integers: ``cost`` applies them exactly as shared.pricing does."""
+
+    model: str  # the model dimension: the catalog model that priced it; an unknown model keeps its own id
+    input: int  # USD per 1M tokens, times 10**scale
+    output: int
+    cache_read: int
+    cache_write: int
+    multiply: int  # nano-dollars = sum * multiply (scale <= 3) ...
+    divide: int  # ... or sum / divide rounded half-up (scale > 3)
+    fallback: bool
+
+
+def _scaled(value: Decimal, scale: int) -> int:
+    """``value * 10**scale`` exactly (from the digits: no Decimal context, so no rounding at any size)."""
+    sign, digits, exponent = value.as_tuple()
+    magnitude: int = int("".join(map(str, digits))) * 10 ** (int(exponent) + scale)
+    return -magnitude if sign else magnitude
+
+
+def integer_rates(model: str, rates: Rates, fallback: bool) -> PriceRate:
+    """The catalog's Decimal rates as integers over one power of ten, so an event's cost is integer arithmetic:
+    exact USD = sum(tokens_k * rate_k) / 1M, so nano-dollars = sum(tokens_k * R_k) * 10**(3 - scale) where
+    R_k = rate_k * 10**scale; for scale > 3 that is a division, rounded half-up (the one rounding rule)."""
+    values = (rates.input, rates.output, rates.cache_read, rates.cache_write)
+    scale = max(0, *(-int(v.as_tuple().exponent) for v in values))  # rates are finite (the catalog checks)
+    a, b, c, d = (_scaled(v, scale) for v in values)
+    if scale <= _NANO_SCALE:
+        return PriceRate(model, a, b, c, d, 10 ** (_NANO_SCALE - scale), 0, fallback)
+    return PriceRate(model, a, b, c, d, 0, 10 ** (scale - _NANO_SCALE), fallback)
+
+
+def rate_cost(rate: PriceRate, i: int, o: int, r: int, w: int) -> int:
+    """Nano-dollars of one event: its exact cost rounded half-up to a whole nano-dollar (tokens are >= 0)."""
+    return _nanos(rate, i * rate.input + o * rate.output + r * rate.cache_read + w * rate.cache_write)
+
+
+def rate_max_cost(rate: PriceRate, input_tokens: int, max_output_tokens: int) -> int:
+    """The most a request can cost, in nano-dollars: its input bound priced at the dearer of the input and
+    cache-write rates (a backend may bill prompt tokens as cache writes), plus ``max_output_tokens`` of output."""
+    return _nanos(rate, input_tokens * max(rate.input, rate.cache_write) + max_output_tokens * rate.output)
+
+
+def _nanos(rate: PriceRate, total: int) -> int:
+    """A sum of tokens x scaled rates in nano-dollars, rounded half-up (the one rounding rule)."""
+    if rate.multiply:
+        return total * rate.multiply
+    return (2 * total + rate.divide) // (2 * rate.divide)
+
+
+class CachedPricer:
+    """``PriceCatalog.price_usage`` for hot paths (the consumer prices every event, the gateway every request):
+    the catalog lookup memoised per (model, alias, region, UTC day) and the rates turned into integers
+    (``integer_rates``): same rates, same one rounding, no Decimal per event. ``cache`` may be read directly
+    (a miss goes through ``rate``); entries are only ever added, or all dropped at once when it is full."""
+
+    def __init__(self, catalog: PriceCatalog) -> None:
+        self.catalog = catalog
+        self.cache: dict[tuple[str, str, str, int], PriceRate] = {}  # (model id, alias, region, unix day)
+
+    def rate(self, model_id: str, alias: str, region: str, minute: int) -> PriceRate:
+        """The rates in force for an event of unix minute ``minute``."""
+        key = (model_id, alias, region, minute // _MINUTES_PER_DAY)
+        hit = self.cache.get(key)
+        if hit is None:
+            at = datetime.fromtimestamp(key[3] * _SECONDS_PER_DAY, UTC)
+            priced = self.catalog.price_usage(TokenUsage(), model_id, alias=alias, region=region, at=at)
+            model = canonical_model_id(model_id) if priced.fallback else priced.model_id
+            hit = integer_rates(clean_dimension(model), priced.rates, priced.fallback)
+            if len(self.cache) > _CACHE_LIMIT:
+                self.cache.clear()
+            self.cache[key] = hit
+        return hit
+
+    def price(self, event: UsageEvent) -> tuple[str, int, bool]:
+        """(model dimension, cost in nano-dollars, priced by fallback)."""
+        rate = self.rate(event.model_id, event.model, event.region, int(event.occurred_at.timestamp()) // 60)
+        cost = rate_cost(
+            rate, event.input_tokens, event.output_tokens, event.cache_read_tokens, event.cache_write_tokens
+        )
+        return rate.model, cost, rate.fallback
 
 
 def _decimal(value: object, where: str) -> Decimal:

@@ -16,13 +16,13 @@ from aws_lambda_powertools import Logger, Metrics
 
 from consumers.metering.service import ConsumerStore, MeteringService
 from consumers.metering.settings import Settings
-from consumers.metering.validate import CachedPricer, Meter
+from consumers.metering.validate import Meter
 from shared.adapters.quarantine import build_quarantine
 from shared.adapters.sns_alerts import SnsAlertPublisher
 from shared.adapters.stores import build_store
 from shared.adapters.tenant_source import load_tenants
 from shared.ports import AlertPublisher, QuarantineSink
-from shared.pricing import PriceCatalog
+from shared.pricing import CachedPricer, PriceCatalog
 from shared.tenants import TenantRegistry
 
 if TYPE_CHECKING:

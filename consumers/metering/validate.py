@@ -2,10 +2,10 @@
 
 The strict decoder (shared.schema.decode_event) names the offending field; here that becomes one of a small
 set of reason codes (metric dimension) plus the field and message in the quarantine detail. Most records take
-the fast decoder (fast_decode.py) and only the ones it turns down pay for the strict one. Pricing follows
-shared.pricing exactly (the same rates, the one rounding rule) but caches the rate lookup per (model, alias,
-region, UTC day) as integers, since a batch prices thousands of events of a handful of models and Decimal
-arithmetic per event costs more than the rest of pricing together.
+the fast decoder (fast_decode.py) and only the ones it turns down pay for the strict one. Pricing is
+shared.pricing's CachedPricer: the catalog's rates looked up once per (model, alias, region, UTC day) and kept
+as integers, since a batch prices thousands of events of a handful of models and Decimal arithmetic per event
+costs more than the rest of pricing together.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import binascii
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, Final, NamedTuple, cast
 
 from aws_kinesis_agg import MAGIC
@@ -22,20 +21,16 @@ from pybase64 import b64decode as _b64decode
 from consumers.metering.fast_decode import COUNTED, EventFields, QuickDecoder
 from consumers.metering.records import _PAD, _SUB_ZERO, MAX_SEQUENCE_DIGITS, Reason, UserRecord, split_records
 from shared.errors import SchemaError
-from shared.money import NANOS_PER_USD
 from shared.ports import MeteredEvent, QuarantinedRecord
-from shared.pricing import PER_TOKENS, PriceCatalog, Rates, TokenUsage, canonical_model_id
-from shared.schema import MAX_EVENT_BYTES, Outcome, UsageEvent, decode_event
+from shared.pricing import CachedPricer, rate_cost
+from shared.schema import MAX_EVENT_BYTES, Outcome, decode_event
 from shared.store_layout import APPLICATION_TAG, COST_CENTER_TAG, EventRow, clean_dimension, event_from_row
 from shared.tenants import Tenant, TenantRegistry
 
 _TOKEN_FIELDS: Final = frozenset({"input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"})
 _COUNTED: Final = frozenset({Outcome.SUCCESS, Outcome.MODEL_ERROR})
-# A rate in USD per 1M tokens is nano-dollars per token times 10**9 / 10**6 = 10**3: this power of ten.
-_NANO_SCALE: Final = len(str(NANOS_PER_USD // PER_TOKENS)) - 1
 _MINUTES_PER_DAY: Final = 1440
 _row: Final = EventRow._make  # (the NamedTuple's __new__ takes twice as long for 21 fields)
-_SECONDS_PER_DAY: Final = 86400
 
 
 def reason_for(error: SchemaError, size: int) -> str:
@@ -50,77 +45,6 @@ def reason_for(error: SchemaError, size: int) -> str:
     if error.field in _TOKEN_FIELDS and "negative" in error.message:
         return Reason.NEGATIVE_TOKENS
     return Reason.INVALID_FIELD
-
-
-class PriceRate(NamedTuple):
-    """One (model, alias, region, day)'s rates as integers: ``cost`` applies them exactly as shared.pricing does."""
-
-    model: str  # the model dimension: the catalog model that priced it; an unknown model keeps its own id
-    input: int  # USD per 1M tokens, times 10**scale
-    output: int
-    cache_read: int
-    cache_write: int
-    multiply: int  # nano-dollars = sum * multiply (scale <= 3) ...
-    divide: int  # ... or sum / divide rounded half-up (scale > 3)
-    fallback: bool
-
-
-def _scaled(value: Decimal, scale: int) -> int:
-    """``value * 10**scale`` exactly (from the digits: no Decimal context, so no rounding at any size)."""
-    sign, digits, exponent = value.as_tuple()
-    magnitude: int = int("".join(map(str, digits))) * 10 ** (int(exponent) + scale)
-    return -magnitude if sign else magnitude
-
-
-def integer_rates(model: str, rates: Rates, fallback: bool) -> PriceRate:
-    """The catalog's Decimal rates as integers over one power of ten, so an event's cost is integer arithmetic:
-    exact USD = sum(tokens_k * rate_k) / 1M, so nano-dollars = sum(tokens_k * R_k) * 10**(3 - scale) where
-    R_k = rate_k * 10**scale; for scale > 3 that is a division, rounded half-up (the one rounding rule)."""
-    values = (rates.input, rates.output, rates.cache_read, rates.cache_write)
-    scale = max(0, *(-int(v.as_tuple().exponent) for v in values))  # rates are finite (the catalog checks)
-    a, b, c, d = (_scaled(v, scale) for v in values)
-    if scale <= _NANO_SCALE:
-        return PriceRate(model, a, b, c, d, 10 ** (_NANO_SCALE - scale), 0, fallback)
-    return PriceRate(model, a, b, c, d, 0, 10 ** (scale - _NANO_SCALE), fallback)
-
-
-def rate_cost(rate: PriceRate, i: int, o: int, r: int, w: int) -> int:
-    """Nano-dollars of one event: its exact cost rounded half-up to a whole nano-dollar (tokens are >= 0)."""
-    total = i * rate.input + o * rate.output + r * rate.cache_read + w * rate.cache_write
-    if rate.multiply:
-        return total * rate.multiply
-    return (2 * total + rate.divide) // (2 * rate.divide)
-
-
-class CachedPricer:
-    """``PriceCatalog.price_usage`` with the catalog lookup memoised per (model, alias, region, UTC day) and the
-    rates turned into integers (``integer_rates``): same rates, same one rounding, no Decimal per event."""
-
-    def __init__(self, catalog: PriceCatalog) -> None:
-        self.catalog = catalog
-        self.cache: dict[tuple[str, str, str, int], PriceRate] = {}  # (model id, alias, region, unix day)
-
-    def rate(self, model_id: str, alias: str, region: str, minute: int) -> PriceRate:
-        """The rates in force for an event of unix minute ``minute``."""
-        key = (model_id, alias, region, minute // _MINUTES_PER_DAY)
-        hit = self.cache.get(key)
-        if hit is None:
-            at = datetime.fromtimestamp(key[3] * _SECONDS_PER_DAY, UTC)
-            priced = self.catalog.price_usage(TokenUsage(), model_id, alias=alias, region=region, at=at)
-            model = canonical_model_id(model_id) if priced.fallback else priced.model_id
-            hit = integer_rates(clean_dimension(model), priced.rates, priced.fallback)
-            if len(self.cache) > 10_000:
-                self.cache.clear()
-            self.cache[key] = hit
-        return hit
-
-    def price(self, event: UsageEvent) -> tuple[str, int, bool]:
-        """(model dimension, cost in nano-dollars, priced by fallback)."""
-        rate = self.rate(event.model_id, event.model, event.region, int(event.occurred_at.timestamp()) // 60)
-        cost = rate_cost(
-            rate, event.input_tokens, event.output_tokens, event.cache_read_tokens, event.cache_write_tokens
-        )
-        return rate.model, cost, rate.fallback
 
 
 class MeteredRecords(NamedTuple):

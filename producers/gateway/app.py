@@ -45,7 +45,6 @@ from producers.gateway.parsing import (
     parse_openai_chat,
     unsupported_media,
 )
-from producers.gateway.pricing_cache import RateCache
 from producers.gateway.protocol import (
     JSON_TYPE,
     SSE_TYPE,
@@ -65,7 +64,7 @@ from producers.gateway.quota import (
 from producers.gateway.render import usd
 from shared.decisions import AdmissionKind, Metric, alert_level_for
 from shared.ports import EventSink, QuotaState, Totals, UsageReader
-from shared.pricing import PriceCatalog, TokenUsage
+from shared.pricing import CachedPricer, PriceCatalog, PriceRate, TokenUsage, rate_cost, rate_max_cost
 from shared.schema import (
     MAX_LATENCY_MS,
     MAX_TAGS,
@@ -176,7 +175,7 @@ class GatewayApp:
         self.config = config or GatewayConfig()
         self.router = router
         self.catalog = catalog
-        self.rates = RateCache(catalog)
+        self.rates = CachedPricer(catalog)
         self._quota_state = quota_state
         self._usage_reader = usage_reader
         self.sink = sink
@@ -349,13 +348,10 @@ class GatewayApp:
         chat = call.chat
 
         def max_cost() -> int:
-            return self.rates.max_cost_nanos(
-                model_id=call.route.model_id,
-                alias=call.route.pricing_alias,
-                input_tokens=max_input_tokens(chat.prompt_texts(), len(chat.messages) + len(chat.system)),
-                max_output_tokens=chat.max_tokens,
-                region=self.config.region,
-                at=call.now,
+            return rate_max_cost(
+                self._rate(call),
+                max_input_tokens(chat.prompt_texts(), len(chat.messages) + len(chat.system)),
+                chat.max_tokens,
             )
 
         try:
@@ -420,6 +416,11 @@ class GatewayApp:
 
     # --- metering ---------------------------------------------------------------------------------------------
 
+    def _rate(self, call: _Call) -> PriceRate:
+        """The integer rates of the call's model in force at its start (the catalog's, looked up once a day)."""
+        minute = int(call.now.timestamp()) // 60
+        return self.rates.rate(call.route.model_id, call.route.pricing_alias, self.config.region, minute)
+
     def _elapsed_ms(self, started: float) -> int:
         return min(MAX_LATENCY_MS, max(0, round((self._monotonic() - started) * 1000)))
 
@@ -429,8 +430,12 @@ class GatewayApp:
         if not self.config.metering:
             return None
         usage = result.usage
-        cost = self.rates.cost_nanos(
-            usage, call.route.model_id, alias=call.route.pricing_alias, region=self.config.region, at=call.now
+        cost = rate_cost(
+            self._rate(call),
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_tokens,
         )
         event = UsageEvent(
             event_id=new_event_id(),

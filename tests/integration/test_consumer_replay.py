@@ -11,10 +11,11 @@ import pytest
 import redis
 
 from consumers.metering.service import MeteringService
-from consumers.metering.validate import CachedPricer, Meter
+from consumers.metering.validate import Meter
 from shared.adapters.dynamo_store import DynamoStore, create_table
 from shared.adapters.redis_store import RedisStore
 from shared.ports import Totals
+from shared.pricing import CachedPricer
 from shared.windows import DAY, MONTH
 from tests.integration.conftest import AwsFactory
 from tests.unit.consumer.fakes import FakeAlerts, FakeQuarantine

@@ -9,9 +9,10 @@ from datetime import timedelta
 import pytest
 
 from consumers.metering.service import MeteringService
-from consumers.metering.validate import CachedPricer, Meter
+from consumers.metering.validate import Meter
 from shared.adapters.memory_store import InMemoryStore
 from shared.ports import Totals
+from shared.pricing import CachedPricer
 from shared.windows import MONTH
 from tests.unit.consumer.fakes import FakeAlerts, FakeQuarantine
 from tests.unit.consumer.kinesis import NOW, registry

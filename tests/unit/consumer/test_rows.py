@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from consumers.metering.records import Reason, split_records
 from consumers.metering.service import MeteringService
-from consumers.metering.validate import CachedPricer, Meter
+from consumers.metering.validate import Meter
 from shared.adapters.memory_store import InMemoryStore
 from shared.ports import ApplyOutcome, MeteredEvent, StreamPosition, TenantBatch
-from shared.pricing import PriceCatalog
+from shared.pricing import CachedPricer, PriceCatalog
 from shared.store_layout import TenantRows, batch_from_rows, event_from_row, row_from_event, rows_from_batch
 from shared.windows import MONTH
 from tests.unit.consumer.fakes import FakeAlerts, FakeQuarantine

@@ -10,10 +10,10 @@ import pytest
 
 from consumers.metering.records import Reason
 from consumers.metering.service import MeteringService
-from consumers.metering.validate import CachedPricer, Meter
+from consumers.metering.validate import Meter
 from shared.adapters.memory_store import InMemoryStore
 from shared.decisions import AlertLevel, Metric, Thresholds
-from shared.pricing import PriceCatalog, TokenUsage
+from shared.pricing import CachedPricer, PriceCatalog, TokenUsage
 from shared.schema import UsageEvent
 from shared.tenants import LevelAction, QuotaRule, Tenant, TenantRegistry, Tier
 from shared.windows import DAY, MINUTE_1, MONTH

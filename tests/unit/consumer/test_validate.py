@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumers.metering.records import Reason, split_records
-from consumers.metering.validate import CachedPricer, Meter, integer_rates, rate_cost
+from consumers.metering.validate import Meter
 from shared.money import usd_to_nanos
 from shared.ports import MeteredEvent, QuarantinedRecord
-from shared.pricing import PriceCatalog, Rates, TokenUsage
+from shared.pricing import CachedPricer, PriceCatalog, Rates, TokenUsage, integer_rates, rate_cost
 from shared.schema import MAX_EVENT_BYTES, MAX_TOKENS_PER_CALL, encode_event, event_to_dict
 from shared.store_layout import EventRow
 from tests.unit.consumer.kinesis import NOW, Shard, registry, usage

@@ -1,16 +1,24 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.errors import PricingError
 from shared.money import format_usd, nanos_to_usd, parse_usd, usd_to_nanos
-from shared.pricing import PriceCatalog, TokenUsage, canonical_model_id
+from shared.pricing import (
+    PER_TOKENS,
+    CachedPricer,
+    PriceCatalog,
+    TokenUsage,
+    canonical_model_id,
+    rate_cost,
+    rate_max_cost,
+)
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 CATALOG = PriceCatalog.load()
@@ -174,3 +182,31 @@ def test_money_helpers() -> None:
         parse_usd(0.1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="nano"):
         parse_usd("0.0000000001")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    model=st.sampled_from(
+        ["claude-3-5-haiku", "nova-micro", "us.anthropic.claude-3-5-sonnet-20241022-v2:0", "my-endpoint"]
+    ),
+    counts=st.tuples(*[st.integers(0, 2_000_000)] * 4),
+    day=st.dates(min_value=date(2023, 1, 1), max_value=date(2027, 12, 31)),
+    region=st.sampled_from(["", "us-east-1", "eu-west-1"]),
+)
+def test_the_cached_integer_rates_price_exactly_like_the_catalog(
+    model: str, counts: tuple[int, int, int, int], day: date, region: str
+) -> None:
+    # (aliases, cross-region ids, an unknown model on the fallback, regional prices, effective dates)
+    catalog = PriceCatalog.load()
+    pricer = CachedPricer(catalog)
+    at = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    minute = int(at.timestamp()) // 60
+    priced = catalog.price_usage(TokenUsage(*counts), model, alias="claude-3-haiku", region=region, at=at)
+    for _ in range(2):  # looked up, then cached
+        rate = pricer.rate(model, "claude-3-haiku", region, minute)
+        assert rate_cost(rate, *counts) == priced.cost_nanos
+        assert rate.fallback == priced.fallback
+    # The most a request may cost: input at the dearer of input and cache-write, plus its output bound.
+    rates = priced.rates
+    bound = (counts[0] * max(rates.input, rates.cache_write) + counts[1] * rates.output) / PER_TOKENS
+    assert rate_max_cost(rate, counts[0], counts[1]) == usd_to_nanos(bound)

@@ -3,20 +3,16 @@ reservations, the maximum-cost rule, the at-most-one-second cache, and failing o
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
-
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from datetime import UTC, datetime, timedelta
 
 from producers.gateway.app import GatewayConfig
-from producers.gateway.pricing_cache import RateCache
 from producers.gateway.protocol import HttpResponse
 from producers.gateway.quota import max_input_tokens
 from shared.adapters.memory_store import InMemoryStore
 from shared.decisions import AlertLevel, BlockRecord
 from shared.errors import StoreUnavailableError
 from shared.ports import ReserveFlag
-from shared.pricing import PriceCatalog, TokenUsage
+from shared.pricing import CachedPricer, PriceCatalog, rate_max_cost
 from shared.schema import Outcome
 from tests.unit.gateway.support import TIGHT_KEY, FakeConsumer, Gateway, MakeGateway, body_of, converse_body
 
@@ -41,33 +37,9 @@ def test_max_input_tokens_rule_bounds_the_simulated_tokenizer() -> None:
 
 
 def test_max_cost_prices_input_at_the_dearer_of_input_and_cache_write() -> None:
-    rates = RateCache(PriceCatalog.load())
-    at = datetime(2026, 11, 23, tzinfo=UTC)
-    cost = rates.max_cost_nanos(
-        model_id="claude-3-5-haiku", alias="", input_tokens=96, max_output_tokens=200, region="", at=at
-    )
-    assert cost == MAX_COST_NANOS
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    model=st.sampled_from(
-        ["claude-3-5-haiku", "nova-micro", "us.anthropic.claude-3-5-sonnet-20241022-v2:0", "my-endpoint"]
-    ),
-    counts=st.tuples(*[st.integers(0, 2_000_000)] * 4),
-    day=st.dates(min_value=date(2023, 1, 1), max_value=date(2027, 12, 31)),
-    region=st.sampled_from(["", "us-east-1", "eu-west-1"]),
-)
-def test_the_rate_cache_prices_exactly_like_the_catalog(
-    model: str, counts: tuple[int, int, int, int], day: date, region: str
-) -> None:
-    catalog = PriceCatalog.load()
-    rates = RateCache(catalog)
-    at = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
-    usage = TokenUsage(*counts)
-    expected = catalog.price_usage(usage, model, alias="claude-3-haiku", region=region, at=at).cost_nanos
-    assert rates.cost_nanos(usage, model, alias="claude-3-haiku", region=region, at=at) == expected
-    assert rates.cost_nanos(usage, model, alias="claude-3-haiku", region=region, at=at) == expected  # cached
+    minute = int(datetime(2026, 11, 23, tzinfo=UTC).timestamp()) // 60
+    rate = CachedPricer(PriceCatalog.load()).rate("claude-3-5-haiku", "", "", minute)
+    assert rate_max_cost(rate, 96, 200) == MAX_COST_NANOS
 
 
 def test_reserve_flag_from_the_consumer_makes_the_gateway_reserve_the_maximum_cost(gw: Gateway) -> None:
