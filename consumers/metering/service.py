@@ -22,6 +22,7 @@ import gc
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -105,6 +106,19 @@ STREAM_RECORDS: Final = 600
 # Groups sent before a group's answers are read: enough that Redis is not waited on, few that the reading (and
 # building the outcomes) overlaps the store's work on later groups.
 READ_LAG: Final = 2
+# Tenants whose alert actions (store writes, SNS publishes) run side by side.
+ACTION_THREADS: Final = 8
+
+
+@dataclass(slots=True)
+class _Acts:
+    """What one tenant's alert actions did (``_act_for``)."""
+
+    blocks: int = 0
+    flags: int = 0
+    alerts: int = 0
+    sent_steps: list[AlertMark] = field(default_factory=list)  # delivery marks of the targets it reached
+    ok: bool = True
 
 
 def _read_early(pending: PendingOutcomes) -> None:
@@ -228,6 +242,7 @@ class MeteringService:
         self._takes_rows = callable(getattr(type(store), "apply_rows", None))
         self._streams = callable(getattr(type(store), "send_rows", None))
         self.stream_tenants = STREAM_TENANTS
+        self._pool: ThreadPoolExecutor | None = None  # alert actions; started when first needed
 
     def process(self, records: Sequence[Mapping[str, Any]], now: datetime) -> BatchResult:
         with _cyclic_gc_paused():
@@ -470,58 +485,26 @@ class MeteringService:
         delivered = {key: [next(levels) for _ in pairs] for key, pairs in steps.items()}
         to_raise: list[AlertMark] = []
         done_tenants: list[str] = []
-        for tenant_id, findings in todo.items():
-            done = {"blocks": 0, "flags": 0, "alerts": 0}
-            sent_steps: list[AlertMark] = []
-            try:
-                # Blocks and reserve flags are idempotent writes: repeated until their finding completes.
-                for finding in findings:
-                    if finding.block is not None:
-                        self.store.set_block(finding.block)
-                        done["blocks"] += 1
-                    if finding.reserve is not None:
-                        self.store.set_reserve_flag(finding.reserve)
-                        done["flags"] += 1
-                for finding in findings:
-                    alert = finding.alert
-                    if alert is None:
-                        continue
-                    sent = False
-                    for (target, step), level in zip(steps[id(finding)], delivered[id(finding)], strict=True):
-                        if level >= step.level:
-                            continue  # this target had it on an earlier delivery of these records
-                        if targeted:
-                            cast(TargetedAlertPublisher, publisher).publish_to(alert, target)
-                        else:
-                            publisher.publish(alert)
-                        sent_steps.append(step)
-                        sent = True
-                    if sent:
-                        done["alerts"] += 1
-                        self.log.info(
-                            "alert published",
-                            extra={
-                                "tenant_id": tenant_id,
-                                "level": alert.level,
-                                "window": alert.window,
-                                "metric": alert.metric,
-                            },
-                        )
-            except Exception:
-                self.log.error(
-                    "alert actions failed: reporting the tenant's records for retry (done targets are not re-sent)",
-                    extra={"tenant_id": tenant_id},
-                    exc_info=True,
-                )
+        work = list(todo.items())
+
+        def act(tenant_id: str, findings: Sequence[Finding]) -> _Acts:
+            return self._act_for(tenant_id, findings, steps, delivered, targeted)
+
+        if len(work) > 1:
+            # Tenants' actions are independent (each its own marks): run them side by side, as publishes and
+            # store writes are round trips (an SNS publish from Lambda takes ~10-30 ms).
+            outcomes = list(self._action_pool().map(lambda pair: act(*pair), work))
+        else:
+            outcomes = [act(*pair) for pair in work]
+        for (tenant_id, findings), acts in zip(work, outcomes, strict=True):
+            result.blocks_written += acts.blocks
+            result.reserve_flags_written += acts.flags
+            result.alerts_published += acts.alerts
+            to_raise += acts.sent_steps  # the targets it reached are not sent again, whatever else happened
+            if not acts.ok:
                 failed.update(items[tenant_id])
-                to_raise += sent_steps  # the targets it reached are not sent again
                 continue
-            finally:
-                result.blocks_written += done["blocks"]
-                result.reserve_flags_written += done["flags"]
-                result.alerts_published += done["alerts"]
-            to_raise += sent_steps  # before the findings' own marks: a mark is raised after all its actions
-            to_raise += [f.mark for f in findings]
+            to_raise += [f.mark for f in findings]  # after its delivery marks: raised after all its actions
             done_tenants.append(tenant_id)
         try:
             if to_raise:
@@ -535,6 +518,65 @@ class MeteringService:
             for finding in todo[tenant_id]:
                 m = finding.mark
                 self.marks.remember(m.tenant_id, m.rule, m.period, m.level)
+
+    def _act_for(
+        self,
+        tenant_id: str,
+        findings: Sequence[Finding],
+        steps: Mapping[int, list[tuple[str, AlertMark]]],
+        delivered: Mapping[int, list[int]],
+        targeted: bool,
+    ) -> _Acts:
+        """One tenant's blocks, reserve flags and alert deliveries (each target not yet reached); what was done."""
+        acts = _Acts()
+        publisher = self.alerts
+        try:
+            # Blocks and reserve flags are idempotent writes: repeated until their finding completes.
+            for finding in findings:
+                if finding.block is not None:
+                    self.store.set_block(finding.block)
+                    acts.blocks += 1
+                if finding.reserve is not None:
+                    self.store.set_reserve_flag(finding.reserve)
+                    acts.flags += 1
+            for finding in findings:
+                alert = finding.alert
+                if alert is None:
+                    continue
+                sent = False
+                for (target, step), level in zip(steps[id(finding)], delivered[id(finding)], strict=True):
+                    if level >= step.level:
+                        continue  # this target had it on an earlier delivery of these records
+                    if targeted:
+                        cast(TargetedAlertPublisher, publisher).publish_to(alert, target)
+                    else:
+                        publisher.publish(alert)
+                    acts.sent_steps.append(step)
+                    sent = True
+                if sent:
+                    acts.alerts += 1
+                    self.log.info(
+                        "alert published",
+                        extra={
+                            "tenant_id": tenant_id,
+                            "level": alert.level,
+                            "window": alert.window,
+                            "metric": alert.metric,
+                        },
+                    )
+        except Exception:
+            self.log.error(
+                "alert actions failed: reporting the tenant's records for retry (done targets are not re-sent)",
+                extra={"tenant_id": tenant_id},
+                exc_info=True,
+            )
+            acts.ok = False
+        return acts
+
+    def _action_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=ACTION_THREADS, thread_name_prefix="alert-actions")
+        return self._pool
 
     # --- quarantine --------------------------------------------------------------------------------------
 

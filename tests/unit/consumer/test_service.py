@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -185,6 +186,37 @@ def test_alerts_fire_once_per_level_and_never_again_on_redelivery() -> None:
         quota_alerts(alerts)[1].severities == ("warning",)
         and quota_alerts(alerts)[1].tenant_topic_arn == "arn:aws:sns:x:1:acme"
     )
+
+
+class RendezvousAlerts(FakeAlerts):
+    """Each publish waits (up to 10 s) until another tenant's publish is under way too: only actions that run
+    side by side get through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(2, timeout=10)
+
+    def publish(self, alert: Any) -> None:
+        self.barrier.wait()
+        super().publish(alert)
+
+
+def test_tenants_alert_actions_run_side_by_side() -> None:
+    # GIVEN two tenants crossing their notice line in the same batch, and a publisher that completes a publish
+    # only while the other tenant's is in flight (a serial loop would wait for ever: BrokenBarrierError)
+    tier = _tier("t", QuotaRule(DAY, Metric.TOKENS, 10_000), FREE_ACTIONS)
+    registry = TenantRegistry(
+        [Tenant(t, tier, name=t, quotas=tier.quotas) for t in ("acme", "globex")], {tier.name: tier}
+    )
+    service, _, _, _ = make(registry)
+    alerts = service.alerts = RendezvousAlerts()
+    shard = Shard()
+    records = [shard.plain(usage(t, tokens=(6000, 0, 0, 0))) for t in ("acme", "globex")]
+    # WHEN the batch is processed
+    result = service.process(records, NOW)
+    # THEN both notices went out, side by side, and nothing failed
+    assert result.failures == []
+    assert sorted(a.tenant_id for a in quota_alerts(alerts)) == ["acme", "globex"]
 
 
 def test_a_concurrent_invocation_does_not_alert_twice() -> None:
