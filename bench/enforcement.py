@@ -358,6 +358,7 @@ def main() -> int:
     from producers.gateway.quota import max_input_tokens
     from producers.sdk.config import ProducerConfig
     from shared.money import parse_usd
+    from shared.pricing import rate_max_cost
     from tenantmeter_cli.local.esm import MappingConfig
 
     esm = MappingConfig(batch_size=500, batching_window_s=1.0, max_retry_attempts=5)  # Terraform's defaults
@@ -380,14 +381,10 @@ def main() -> int:
                 pool.apply(drive, (server.port, api_key("enf-warmup"), 8, QUIET_S, 3.0, 400))
                 producer.flush(timeout=10)
             route = app.router.resolve(MODEL, app.tenants.get("enf-warmup"))
-            max_cost = app.rates.max_cost_nanos(  # what the gateway reserves per request in reserve mode
-                model_id=route.model_id,
-                alias=route.pricing_alias,
-                input_tokens=max_input_tokens([PROMPT], 1),
-                max_output_tokens=MAX_TOKENS,
-                region=app.config.region,
-                at=datetime.now(UTC),
-            )
+            minute = int(datetime.now(UTC).timestamp()) // 60
+            rate = app.rates.rate(route.model_id, route.pricing_alias, app.config.region, minute)
+            # what the gateway reserves per request in reserve mode
+            max_cost = rate_max_cost(rate, max_input_tokens([PROMPT], 1), MAX_TOKENS)
             quota_nanos = parse_usd(quota)
             print(
                 f"\n{name}: model latency {latency_ms:g} ms, hard monthly quota ${quota}, starting at "
