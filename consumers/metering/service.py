@@ -487,15 +487,18 @@ class MeteringService:
         done_tenants: list[str] = []
         work = list(todo.items())
 
-        def act(tenant_id: str, findings: Sequence[Finding]) -> _Acts:
-            return self._act_for(tenant_id, findings, steps, delivered, targeted)
+        def act(part: Sequence[tuple[str, Sequence[Finding]]]) -> list[_Acts]:
+            return [self._act_for(tenant_id, findings, steps, delivered, targeted) for tenant_id, findings in part]
 
-        if len(work) > 1:
-            # Tenants' actions are independent (each its own marks): run them side by side, as publishes and
-            # store writes are round trips (an SNS publish from Lambda takes ~10-30 ms).
-            outcomes = list(self._action_pool().map(lambda pair: act(*pair), work))
+        # Tenants' actions are independent (each its own marks): they run side by side, as publishes and store
+        # writes are round trips (an SNS publish from Lambda takes ~10-30 ms); each thread takes every n-th
+        # tenant (one hand-off per thread, not per tenant).
+        n = min(ACTION_THREADS, len(work))
+        if n > 1:
+            results = list(self._action_pool().map(act, [work[k::n] for k in range(n)]))
+            outcomes = [results[i % n][i // n] for i in range(len(work))]  # back in the tenants' order
         else:
-            outcomes = [act(*pair) for pair in work]
+            outcomes = act(work)
         for (tenant_id, findings), acts in zip(work, outcomes, strict=True):
             result.blocks_written += acts.blocks
             result.reserve_flags_written += acts.flags
