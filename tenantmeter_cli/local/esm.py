@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from shared.schema import format_timestamp
+
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
     from mypy_boto3_sqs import SQSClient
@@ -107,8 +109,8 @@ def lambda_record(raw: Mapping[str, Any], shard_id: str, stream_arn: str, region
     }
 
 
-def _iso(unix_s: float) -> str:
-    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _arrival(record: Mapping[str, Any]) -> str:
+    return format_timestamp(datetime.fromtimestamp(record["kinesis"]["approximateArrivalTimestamp"], UTC))
 
 
 def failed_sequence_numbers(response: object, batch: Sequence[Mapping[str, Any]]) -> list[str] | None:
@@ -293,8 +295,8 @@ class EventSourceMappingRunner:
                 "endSequenceNumber": batch[-1]["kinesis"]["sequenceNumber"],
                 "batchSize": len(batch),
                 "streamArn": self.stream_arn,
-                "approximateArrivalOfFirstRecord": _iso(batch[0]["kinesis"]["approximateArrivalTimestamp"]),
-                "approximateArrivalOfLastRecord": _iso(batch[-1]["kinesis"]["approximateArrivalTimestamp"]),
+                "approximateArrivalOfFirstRecord": _arrival(batch[0]),
+                "approximateArrivalOfLastRecord": _arrival(batch[-1]),
             },
             "timestamp": datetime.now(UTC).isoformat(),
         }
