@@ -74,6 +74,9 @@ class UserRecord(NamedTuple):
         return StreamPosition(self.shard_id, self.record_key, self.sequence_number, self.sub_sequence_number)
 
 
+_make_user: Final = UserRecord._make
+
+
 @dataclass(frozen=True, slots=True)
 class Split:
     records: list[UserRecord]
@@ -94,47 +97,51 @@ def _arrival(value: object) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
+def plain_record(record: object) -> UserRecord | None:
+    """The usual record, read with no checks beyond the types: a well-formed plain record (a dict, as Lambda's
+    JSON makes it) with valid base64 data that is not a KPL aggregate. None for anything else, which
+    ``split_records``' careful path reads and names what is wrong with."""
+    kinesis: Any
+    try:
+        kinesis = record["kinesis"]  # type: ignore[index]
+        seq = kinesis["sequenceNumber"]
+        pk = kinesis["partitionKey"]
+        arrived = kinesis["approximateArrivalTimestamp"]
+        event_id = record["eventID"]  # type: ignore[index]
+        data = _b64decode(kinesis["data"], None, True)  # (validate=True: positional, a third faster)
+    except (KeyError, TypeError, binascii.Error, ValueError):
+        return None
+    if (
+        type(record) is dict
+        and type(kinesis) is dict
+        and type(seq) is str
+        and type(pk) is str
+        and type(arrived) is float
+        and type(event_id) is str
+        and seq.isdigit()
+        and seq.isascii()
+        and len(seq) <= MAX_SEQUENCE_DIGITS
+        and not data.startswith(MAGIC)
+        and (colon := event_id.find(":")) >= 0
+    ):
+        shard = event_id[:colon]  # shard_of
+        return _make_user((data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", f"{_PAD[len(seq)]}{seq}{_SUB_ZERO}"))
+    return None
+
+
 def split_records(records: Iterable[Mapping[str, Any]]) -> Split:
     out: list[UserRecord] = []
     bad: list[QuarantinedRecord] = []
     item_ids: list[str] = []
     oldest: float | None = None
-    make = UserRecord._make
     for record in records:
-        # The usual record first: a well-formed plain record (a dict, as Lambda's JSON makes it), read with no
-        # checks beyond the types; anything else takes the careful path below, which names what is wrong.
-        kinesis: Any
-        try:
-            kinesis = record["kinesis"]
-            seq = kinesis["sequenceNumber"]
-            pk = kinesis["partitionKey"]
-            arrived = kinesis["approximateArrivalTimestamp"]
-            event_id = record["eventID"]
-            data = _b64decode(kinesis["data"], None, True)  # (validate=True: positional, a third faster)
-        except (KeyError, TypeError, binascii.Error, ValueError):
-            pass
-        else:
-            if (
-                type(record) is dict
-                and type(kinesis) is dict
-                and type(seq) is str
-                and type(pk) is str
-                and type(arrived) is float
-                and type(event_id) is str
-                and seq.isdigit()
-                and seq.isascii()
-                and len(seq) <= MAX_SEQUENCE_DIGITS
-                and not data.startswith(MAGIC)
-                and (colon := event_id.find(":")) >= 0
-            ):
-                item_ids.append(seq)
-                if arrived and (oldest is None or arrived < oldest):
-                    oldest = arrived
-                shard = event_id[:colon]  # shard_of
-                out.append(
-                    make((data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", f"{_PAD[len(seq)]}{seq}{_SUB_ZERO}"))
-                )
-                continue
+        user = plain_record(record)
+        if user is not None:
+            item_ids.append(user.sequence_number)
+            if user.arrived_at and (oldest is None or user.arrived_at < oldest):
+                oldest = user.arrived_at
+            out.append(user)
+            continue
         kinesis = None
         shard = "unknown-shard"
         # dict first: it short-circuits the ABC check, which alone costs more than a plain record's split
@@ -176,7 +183,9 @@ def split_records(records: Iterable[Mapping[str, Any]]) -> Split:
             if hashlib.md5(body).digest() == digest:  # noqa: S324 - the KPL wire format's checksum
                 _split_aggregate(body, data, shard, pk, seq, arrived, out, bad)
                 continue
-        out.append(make((data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", f"{_PAD[len(seq)]}{seq}{_SUB_ZERO}")))
+        out.append(
+            _make_user((data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", f"{_PAD[len(seq)]}{seq}{_SUB_ZERO}"))
+        )
     return Split(out, bad, item_ids, oldest)
 
 

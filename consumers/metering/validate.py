@@ -10,16 +10,12 @@ costs more than the rest of pricing together.
 
 from __future__ import annotations
 
-import binascii
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple, cast
 
-from aws_kinesis_agg import MAGIC
-from pybase64 import b64decode as _b64decode
-
 from consumers.metering.fast_decode import COUNTED, EventFields, QuickDecoder
-from consumers.metering.records import _PAD, _SUB_ZERO, MAX_SEQUENCE_DIGITS, Reason, UserRecord, split_records
+from consumers.metering.records import Reason, UserRecord, plain_record, split_records
 from shared.errors import SchemaError
 from shared.ports import MeteredEvent, QuarantinedRecord
 from shared.pricing import CachedPricer, rate_cost
@@ -150,7 +146,8 @@ class Meter:
         split quarantined, then those the meter quarantined, and the oldest arrival, exactly as the two steps make them
         (tests/unit/consumer/test_validate.py holds it to that). A well-formed plain record with an event the fast
         decoder accepts, of a known tenant, with its dimension tags and a cached price (nearly every record) is
-        metered here without the UserRecord and the calls between; anything else goes through the two steps."""
+        read by the split's fast path (``plain_record``) and metered here by ``row``'s usual path inline; anything
+        else goes through the two steps."""
         by_tenant: dict[str, list[EventRow]] = {}
         fallback: list[EventRow] = []
         split_bad: list[QuarantinedRecord] = []
@@ -159,32 +156,8 @@ class Meter:
         decode, find, rates = self._decode_fields, self._find, self._rates
         tuple_new = tuple.__new__  # EventRow._make less its Python frame (the tuple below has its 21 fields)
         for record in records:
-            # The split's fast path (consumers.metering.records.split_records), word for word.
-            kinesis: Any
-            try:
-                kinesis = record["kinesis"]
-                seq = kinesis["sequenceNumber"]
-                pk = kinesis["partitionKey"]
-                arrived = kinesis["approximateArrivalTimestamp"]
-                event_id = record["eventID"]
-                data = _b64decode(kinesis["data"], None, True)  # (validate=True: positional, a third faster)
-            except (KeyError, TypeError, binascii.Error, ValueError):
-                plain = False
-            else:
-                plain = (
-                    type(record) is dict
-                    and type(kinesis) is dict
-                    and type(seq) is str
-                    and type(pk) is str
-                    and type(arrived) is float
-                    and type(event_id) is str
-                    and seq.isdigit()
-                    and seq.isascii()
-                    and len(seq) <= MAX_SEQUENCE_DIGITS
-                    and not data.startswith(MAGIC)
-                    and (colon := event_id.find(":")) >= 0
-                )
-            if not plain:
+            user = plain_record(record)
+            if user is None:
                 split = split_records([record])
                 split_bad += split.quarantined
                 if split.oldest_arrival is not None and (oldest is None or split.oldest_arrival < oldest):
@@ -192,11 +165,10 @@ class Meter:
                 for user in split.records:
                     self._add(self.row(user), by_tenant, fallback, meter_bad)
                 continue
-            if arrived and (oldest is None or arrived < oldest):
-                oldest = arrived
-            shard = event_id[:colon]
+            if user.arrived_at and (oldest is None or user.arrived_at < oldest):
+                oldest = user.arrived_at
             # Meter.row's usual path, word for word.
-            found = decode(data)
+            found = decode(user.data)
             if found is not None:
                 ev, at, minute = found
                 tenant_id = ev.tenant_id
@@ -216,12 +188,12 @@ class Meter:
                             ev.event_id,
                             at,
                             minute,
-                            shard,
-                            pk,
-                            seq,
+                            user.shard_id,
+                            user.record_key,
+                            user.sequence_number,
                             0,
-                            f"{shard}|{pk}",
-                            f"{_PAD[len(seq)]}{seq}{_SUB_ZERO}",
+                            user.stream_key,
+                            user.padded,
                             rate.model,
                             cost_center,
                             application,
@@ -243,8 +215,6 @@ class Meter:
                     if rate.fallback:
                         fallback.append(row)
                     continue
-            padded = f"{_PAD[len(seq)]}{seq}{_SUB_ZERO}"
-            user = UserRecord(data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", padded)
             self._add(self.row(user), by_tenant, fallback, meter_bad)
         return MeteredRecords(by_tenant, split_bad + meter_bad, oldest, fallback)
 
