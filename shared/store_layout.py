@@ -129,55 +129,13 @@ def minute_ids(minute: int) -> tuple[str, str, str, str]:
     return ids
 
 
-def aggregate(events: Iterable[MeteredEvent]) -> dict[BucketKey, dict[str, Totals]]:
-    """Sum events per (granularity, bucket id) and dimension prefix (see DIMS_BY_GRANULARITY)."""
-    acc: dict[BucketKey, dict[str, list[int]]] = {}
-    grans = (Granularity.MINUTE, Granularity.HOUR, Granularity.DAY, Granularity.MONTH)
-    for event in events:
-        counts = (
-            event.input_tokens,
-            event.output_tokens,
-            event.cache_read_tokens,
-            event.cache_write_tokens,
-            event.requests,
-            event.cost_nanos,
-        )
-        ids = bucket_ids(event.occurred_at)
-        for granularity, ident in zip(grans, ids, strict=True):
-            bucket = acc.get((granularity, ident))
-            if bucket is None:
-                bucket = acc[(granularity, ident)] = {}
-            prefixes = (_TOTAL, combo_prefix(event)) if granularity is Granularity.DAY else (_TOTAL,)
-            for prefix in prefixes:
-                cur = bucket.get(prefix)
-                if cur is None:
-                    bucket[prefix] = list(counts)
-                else:
-                    cur[0] += counts[0]
-                    cur[1] += counts[1]
-                    cur[2] += counts[2]
-                    cur[3] += counts[3]
-                    cur[4] += counts[4]
-                    cur[5] += counts[5]
-    return {key: {p: Totals(*c) for p, c in bucket.items()} for key, bucket in acc.items()}
-
-
-@dataclass(frozen=True, slots=True)
-class BucketFields:
-    """Non-zero ``prefix|code`` counters of one bucket; ``minute`` is the unix minute for minute buckets."""
-
-    granularity: Granularity
-    ident: str
-    fields: dict[str, int]
-    minute: int = 0
-
-
-def aggregate_fields(events: Iterable[MeteredEvent]) -> list[BucketFields]:
-    """Like ``aggregate``, flattened to what hash stores write. Events are first summed per (minute,
-    combination), which a batch has far fewer of than events, then rolled up to hour, day and month."""
+def _rollup(events: Iterable[MeteredEvent]) -> tuple[dict[BucketKey, dict[str, list[int]]], dict[str, int]]:
+    """The events' counters per (granularity, bucket id) and dimension prefix (see DIMS_BY_GRANULARITY), and the
+    unix minute of each minute bucket id. Events are first summed per (minute, combination), which a batch has far
+    fewer of than events, then rolled up to minute, hour, day and month."""
     groups: dict[tuple[int, str], list[int]] = {}
     for event in events:
-        key = (event.minute, SEP.join((_COMBO, event.model, event.cost_center, event.application_id)))
+        key = (event.minute, combo_prefix(event))
         cur = groups.get(key)
         if cur is None:
             groups[key] = [
@@ -195,7 +153,7 @@ def aggregate_fields(events: Iterable[MeteredEvent]) -> list[BucketFields]:
             cur[3] += event.cache_write_tokens
             cur[4] += event.requests
             cur[5] += event.cost_nanos
-    acc: dict[tuple[Granularity, str], dict[str, list[int]]] = {}
+    acc: dict[BucketKey, dict[str, list[int]]] = {}
     minutes: dict[str, int] = {}
     for (minute, combo), counts in groups.items():
         m, h, d, mo = minute_ids(minute)
@@ -216,13 +174,33 @@ def aggregate_fields(events: Iterable[MeteredEvent]) -> list[BucketFields]:
             else:
                 for i in range(6):
                     cur[i] += counts[i]
+    return acc, minutes
+
+
+def aggregate(events: Iterable[MeteredEvent]) -> dict[BucketKey, dict[str, Totals]]:
+    """Sum events per (granularity, bucket id) and dimension prefix (see DIMS_BY_GRANULARITY)."""
+    acc, _ = _rollup(events)
+    return {key: {p: Totals(*c) for p, c in bucket.items()} for key, bucket in acc.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class BucketFields:
+    """Non-zero ``prefix|code`` counters of one bucket; ``minute`` is the unix minute for minute buckets."""
+
+    granularity: Granularity
+    ident: str
+    fields: dict[str, int]
+    minute: int = 0
+
+
+def aggregate_fields(events: Iterable[MeteredEvent]) -> list[BucketFields]:
+    """``aggregate``, flattened to what hash stores write."""
+    acc, minutes = _rollup(events)
     out: list[BucketFields] = []
     for (granularity, ident), bucket in acc.items():
         fields: dict[str, int] = {}
         for prefix, c in bucket.items():
-            for code, value in zip(COUNTERS, c, strict=True):
-                if value:
-                    fields[f"{prefix}|{code}"] = value
+            fields.update(totals_to_fields(prefix, Totals(*c)))
         out.append(BucketFields(granularity, ident, fields, minutes.get(ident, 0)))
     return out
 
