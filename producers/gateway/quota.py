@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from shared.decisions import Admission, AdmissionKind, Metric, alert_level_for, decide_admission, level_start
+from shared.decisions import Admission, AdmissionKind, Metric, decide_admission, level_start
 from shared.ports import QuotaState, QuotaStatus, Totals, UsageReader
 from shared.schema import new_event_id
 from shared.tenants import QuotaRule, Tenant
@@ -284,7 +284,7 @@ class QuotaGate:
                 if not rule.hard:
                     continue
                 used = view.totals.get(rule.window.name, Totals()).cost_nanos
-                if alert_level_for(used + unmetered, rule.limit, tenant.thresholds).level >= reserve_from:
+                if used + unmetered >= level_start(rule.limit, tenant.thresholds, reserve_from):
                     known = targets.get(rule.window.name)
                     if known is None or rule.limit < known.limit_nanos:
                         targets[rule.window.name] = _ReserveTarget(rule.window, rule.limit, used)
