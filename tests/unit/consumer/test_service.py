@@ -11,14 +11,13 @@ import pytest
 
 from consumers.metering.records import Reason
 from consumers.metering.service import MeteringService
-from consumers.metering.validate import Meter
 from shared.adapters.memory_store import InMemoryStore
 from shared.decisions import AlertLevel, Metric, Thresholds
-from shared.pricing import CachedPricer, PriceCatalog, TokenUsage
+from shared.pricing import PriceCatalog, TokenUsage
 from shared.schema import UsageEvent
 from shared.tenants import LevelAction, QuotaRule, Tenant, TenantRegistry, Tier
 from shared.windows import DAY, MINUTE_1, MONTH
-from tests.unit.consumer.fakes import FakeAlerts, FakeQuarantine
+from tests.unit.consumer.fakes import FakeAlerts, FakeQuarantine, metering_service
 from tests.unit.consumer.kinesis import NOW, Shard, usage
 
 CATALOG = PriceCatalog.load()
@@ -43,14 +42,7 @@ def make(
 ) -> tuple[MeteringService, InMemoryStore, FakeAlerts, FakeQuarantine]:
     store = store or InMemoryStore()
     alerts, quarantine = FakeAlerts(), FakeQuarantine()
-    service = MeteringService(
-        store=store,
-        alerts=alerts,
-        quarantine=quarantine,
-        tenants=registry,
-        meter=Meter(registry, CachedPricer(CATALOG)),
-        dedupe_horizon=timedelta(hours=24),
-    )
+    service = metering_service(store, registry, alerts, quarantine)
     return service, store, alerts, quarantine
 
 
