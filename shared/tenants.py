@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import json
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -163,6 +163,8 @@ class TenantRegistry:
         self.tiers: dict[str, Tier] = dict(tiers or default_tiers())
         self._tenants: dict[str, Tenant] = {}
         self._by_key: dict[str, Tenant] = {}
+        # The tenant with this id, or None: the dict's own get (the consumer looks up every event's tenant).
+        self.find: Callable[[str], Tenant | None] = self._tenants.get
         for tenant in tenants:
             if tenant.tenant_id in self._tenants:
                 raise ConfigError("listed twice", entry=f"tenant {tenant.tenant_id}", field="id")
@@ -190,9 +192,6 @@ class TenantRegistry:
             return self._tenants[tenant_id]
         except KeyError:
             raise UnknownTenantError(f"unknown tenant {tenant_id!r}") from None
-
-    def find(self, tenant_id: str) -> Tenant | None:
-        return self._tenants.get(tenant_id)
 
     def authenticate(self, api_key: str) -> Tenant | None:
         """The tenant owning ``api_key``, or None. The key is hashed, then the stored digest compared in

@@ -44,8 +44,10 @@ _Model = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_MODEL_LEN)]
 _TagValue = Annotated[str, msgspec.Meta(max_length=MAX_TAG_VALUE_LEN)]
 
 
-class _WireEvent(msgspec.Struct, forbid_unknown_fields=True):
-    """UsageEvent v1 as JSON, with every rule of shared.schema that is not a pattern or the timestamp."""
+class _WireEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """UsageEvent v1 as JSON, with every rule of shared.schema that is not a pattern or the timestamp. (gc=False:
+    it holds strings, ints and a dict of strings, so it can be in no reference cycle; untracked, it costs the
+    garbage collector nothing.)"""
 
     v: Literal[1]  # an int equal to SCHEMA_VERSION (msgspec refuses true and 1.0)
     event_id: _Id

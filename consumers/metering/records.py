@@ -24,14 +24,14 @@ from typing import Any, Final, NamedTuple
 import aws_kinesis_agg.deaggregator  # noqa: F401  isort: skip
 from aws_kinesis_agg import MAGIC, messages_pb2  # isort: skip
 from google.protobuf.message import DecodeError
-from pybase64 import b64decode as _b64decode  # SIMD base64: a third of binascii's time on a 600-byte record
+from pybase64 import b64decode  # SIMD base64: a third of binascii's time on a 600-byte record
 
 from shared.ports import QuarantinedRecord, StreamPosition
 
 _DIGEST_SIZE: Final = 16
 MAX_SEQUENCE_DIGITS: Final = 64
-_SUB_ZERO: Final = "0" * 10  # a plain record's sub-sequence number, as StreamPosition.padded writes it
-_PAD: Final = tuple("0" * (MAX_SEQUENCE_DIGITS - n) for n in range(MAX_SEQUENCE_DIGITS + 1))  # left zeros by length
+SUB_ZERO: Final = "0" * 10  # a plain record's sub-sequence number, as StreamPosition.padded writes it
+PAD: Final = tuple("0" * (MAX_SEQUENCE_DIGITS - n) for n in range(MAX_SEQUENCE_DIGITS + 1))  # left zeros by length
 
 
 class Reason:
@@ -74,7 +74,7 @@ class UserRecord(NamedTuple):
         return StreamPosition(self.shard_id, self.record_key, self.sequence_number, self.sub_sequence_number)
 
 
-_make_user: Final = UserRecord._make
+make_user: Final = UserRecord._make
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +100,8 @@ def _arrival(value: object) -> float:
 def plain_record(record: object) -> UserRecord | None:
     """The usual record, read with no checks beyond the types: a well-formed plain record (a dict, as Lambda's
     JSON makes it) with valid base64 data that is not a KPL aggregate. None for anything else, which
-    ``split_records``' careful path reads and names what is wrong with."""
+    ``split_records``' careful path reads and names what is wrong with. (``Meter.meter_records`` has these
+    checks inline, word for word: change both.)"""
     kinesis: Any
     try:
         kinesis = record["kinesis"]  # type: ignore[index]
@@ -108,7 +109,7 @@ def plain_record(record: object) -> UserRecord | None:
         pk = kinesis["partitionKey"]
         arrived = kinesis["approximateArrivalTimestamp"]
         event_id = record["eventID"]  # type: ignore[index]
-        data = _b64decode(kinesis["data"], None, True)  # (validate=True: positional, a third faster)
+        data = b64decode(kinesis["data"], None, True)  # (validate=True: positional, a third faster)
     except (KeyError, TypeError, binascii.Error, ValueError):
         return None
     if (
@@ -118,14 +119,14 @@ def plain_record(record: object) -> UserRecord | None:
         and type(pk) is str
         and type(arrived) is float
         and type(event_id) is str
-        and seq.isdigit()
         and seq.isascii()
+        and seq.encode().isdigit()  # (bytes: a third of str.isdigit's time)
         and len(seq) <= MAX_SEQUENCE_DIGITS
         and not data.startswith(MAGIC)
         and (colon := event_id.find(":")) >= 0
     ):
         shard = event_id[:colon]  # shard_of
-        return _make_user((data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", f"{_PAD[len(seq)]}{seq}{_SUB_ZERO}"))
+        return make_user((data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", f"{PAD[len(seq)]}{seq}{SUB_ZERO}"))
     return None
 
 
@@ -168,7 +169,7 @@ def split_records(records: Iterable[Mapping[str, Any]]) -> Split:
         if arrived and (oldest is None or arrived < oldest):
             oldest = arrived
         try:
-            data = _b64decode(kinesis["data"], None, True)  # (validate=True: positional, a third faster)
+            data = b64decode(kinesis["data"], None, True)  # (validate=True: positional, a third faster)
         except (KeyError, TypeError, binascii.Error, ValueError):
             try:  # pybase64 refuses a few odd paddings binascii's strict mode reads: binascii has the last word
                 data = binascii.a2b_base64(kinesis["data"], strict_mode=True)
@@ -184,7 +185,7 @@ def split_records(records: Iterable[Mapping[str, Any]]) -> Split:
                 _split_aggregate(body, data, shard, pk, seq, arrived, out, bad)
                 continue
         out.append(
-            _make_user((data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", f"{_PAD[len(seq)]}{seq}{_SUB_ZERO}"))
+            make_user((data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", f"{PAD[len(seq)]}{seq}{SUB_ZERO}"))
         )
     return Split(out, bad, item_ids, oldest)
 

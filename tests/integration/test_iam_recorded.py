@@ -230,6 +230,14 @@ def kinesis_record(data: bytes, sequence: int, partition_key: str) -> dict[str, 
     }
 
 
+def clear_of_a_minute_boundary(margin_s: float = 5.0) -> None:
+    """Wait for the next minute when this one ends within ``margin_s``: events made now must still be in the
+    1-minute window when the handler reads it (the test exhausts a 1-minute quota)."""
+    left = 60 - datetime.now(UTC).timestamp() % 60
+    if left < margin_s:
+        time.sleep(left + 0.05)
+
+
 def usage_event(tokens_in: int, tokens_out: int, reservation_id: str = "") -> UsageEvent:
     return UsageEvent(
         event_id=uuid.uuid4().hex,
@@ -274,6 +282,7 @@ def test_consumer_role_grants_every_call_the_consumer_makes(
 
     # WHEN a batch arrives that exhausts acme's 1-minute token quota, settles a gateway reservation, and
     # carries one undecodable record
+    clear_of_a_minute_boundary()
     records = [
         kinesis_record(encode_event(usage_event(800, 100, reservation_id="rsv-iam-1")), 1, "acme"),
         kinesis_record(encode_event(usage_event(700, 200)), 2, "acme"),

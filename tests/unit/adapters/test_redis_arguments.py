@@ -11,7 +11,15 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.adapters.redis_store import RedisStore, _BatchPlan, _buckets, _KeyList, _one_hour_buckets, _totals
+from shared.adapters.redis_store import (
+    RedisStore,
+    _BatchPlan,
+    _buckets,
+    _KeyList,
+    _one_hour_buckets,
+    _Reads,
+    _totals,
+)
 from shared.ports import TenantBatch, Totals
 from shared.store_layout import rows_from_batch
 from shared.windows import HOUR as HOUR_WINDOW
@@ -57,7 +65,19 @@ def test_totals_built_through_the_slots_are_the_constructor_s(values: list[int])
     assert not hasattr(Totals, "__post_init__")  # (a check there would be skipped by _totals)
 
 
-@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=2**90), min_size=12, max_size=12),
+    st.lists(st.booleans(), min_size=12, max_size=12),
+)
+def test_the_script_s_counters_read_as_int_would(values: list[int], padded: list[bool]) -> None:
+    # The answer is read as a JSON array; what JSON would not read (a leading zero) falls back to int().
+    text = ",".join(f"0{v}" if pad else str(v) for v, pad in zip(values, padded, strict=True))
+    reads = _Reads([], [], 0, ["hour", "day"])
+    expected = {"hour": Totals(*values[:6]), "day": Totals(*values[6:])}
+    assert reads.decode_text(text.encode()) == expected
+    assert reads.decode_text(text) == expected
+
+
 @given(
     st.lists(
         st.tuples(st.integers(min_value=0, max_value=59), st.sampled_from(["m1", "m2"]), st.sampled_from(["", "r1"])),
