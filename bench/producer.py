@@ -29,13 +29,14 @@ import time
 import urllib.request
 from collections import Counter, deque
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import boto3
 from aws_kinesis_agg.aggregator import AggRecord
 from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 
 from producers.sdk import AggregationScope, ProducerConfig, UsageProducer
+from producers.sdk.producer import KinesisPutClient
 from shared.schema import Source, UsageEvent, decode_event, encode_event, new_event_id
 
 TENANTS = [f"tenant-{i:03d}" for i in range(100)]
@@ -100,7 +101,7 @@ class RecordingKinesis:
 
 def burst() -> dict[str, Any]:
     fake = RecordingKinesis()
-    producer = UsageProducer("bench", kinesis_client=fake, config=ProducerConfig())
+    producer = UsageProducer("bench", kinesis_client=cast(KinesisPutClient, fake), config=ProducerConfig())
     producer.start()
     bursts, size = 5, 40_000
     cpu_ns = wall_ns = 0
@@ -150,7 +151,7 @@ def baselines() -> dict[str, float]:
 
 def paced(rate: int, seconds: float = 3.0, config: ProducerConfig | None = None) -> dict[str, Any]:
     fake = RecordingKinesis()
-    producer = UsageProducer("bench", kinesis_client=fake, config=config or ProducerConfig())
+    producer = UsageProducer("bench", kinesis_client=cast(KinesisPutClient, fake), config=config or ProducerConfig())
     producer.start()
     events = make_events(int(rate * seconds))
     latencies: list[int] = []
