@@ -97,52 +97,12 @@ def _arrival(value: object) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
-def plain_record(record: object) -> UserRecord | None:
-    """The usual record, read with no checks beyond the types: a well-formed plain record (a dict, as Lambda's
-    JSON makes it) with valid base64 data that is not a KPL aggregate. None for anything else, which
-    ``split_records``' careful path reads and names what is wrong with. (``Meter.meter_records`` has these
-    checks inline, word for word: change both.)"""
-    kinesis: Any
-    try:
-        kinesis = record["kinesis"]  # type: ignore[index]
-        seq = kinesis["sequenceNumber"]
-        pk = kinesis["partitionKey"]
-        arrived = kinesis["approximateArrivalTimestamp"]
-        event_id = record["eventID"]  # type: ignore[index]
-        data = b64decode(kinesis["data"], None, True)  # (validate=True: positional, a third faster)
-    except (KeyError, TypeError, binascii.Error, ValueError):
-        return None
-    if (
-        type(record) is dict
-        and type(kinesis) is dict
-        and type(seq) is str
-        and type(pk) is str
-        and type(arrived) is float
-        and type(event_id) is str
-        and seq.isascii()
-        and seq.encode().isdigit()  # (bytes: a third of str.isdigit's time)
-        and len(seq) <= MAX_SEQUENCE_DIGITS
-        and not data.startswith(MAGIC)
-        and (colon := event_id.find(":")) >= 0
-    ):
-        shard = event_id[:colon]  # shard_of
-        return make_user((data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", f"{PAD[len(seq)]}{seq}{SUB_ZERO}"))
-    return None
-
-
 def split_records(records: Iterable[Mapping[str, Any]]) -> Split:
     out: list[UserRecord] = []
     bad: list[QuarantinedRecord] = []
     item_ids: list[str] = []
     oldest: float | None = None
     for record in records:
-        user = plain_record(record)
-        if user is not None:
-            item_ids.append(user.sequence_number)
-            if user.arrived_at and (oldest is None or user.arrived_at < oldest):
-                oldest = user.arrived_at
-            out.append(user)
-            continue
         kinesis = None
         shard = "unknown-shard"
         # dict first: it short-circuits the ABC check, which alone costs more than a plain record's split

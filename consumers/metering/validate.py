@@ -158,9 +158,8 @@ class Meter:
         split quarantined, then those the meter quarantined, and the oldest arrival, exactly as the two steps make them
         (tests/unit/consumer/test_validate.py holds it to that). A well-formed plain record with an event the fast
         decoder accepts, of a known tenant, with its dimension tags and a cached price (nearly every record) is
-        read and metered here by the split's fast path (``records.plain_record``) and ``row``'s usual path, inline
-        (a function call and a UserRecord per event were a tenth of this loop); anything else goes through the two
-        steps."""
+        read and metered here, ``row``'s usual path inline (a function call and a UserRecord per event were a
+        tenth of this loop); anything else goes through the two steps."""
         by_tenant: dict[str, list[EventRow]] = {}
         fallback: list[EventRow] = []
         split_bad: list[QuarantinedRecord] = []
@@ -169,8 +168,9 @@ class Meter:
         decode, find, rates = self._decode_fields, self._find, self._rates
         tuple_new = tuple.__new__  # EventRow._make less its Python frame (the tuple below has its 21 fields)
         for record in records:
-            # records.plain_record, inline: the usual record, read with no checks beyond the types (anything else
-            # takes split_records' careful path, which names what is wrong with it).
+            # The usual record, read with no checks beyond the types: a well-formed plain record (a dict, as
+            # Lambda's JSON makes it) with valid base64 data that is not a KPL aggregate. Anything else takes
+            # split_records, which reads every record carefully and names what is wrong with it.
             kinesis: Any
             try:
                 kinesis = record["kinesis"]
