@@ -74,7 +74,12 @@ class UserRecord(NamedTuple):
         return StreamPosition(self.shard_id, self.record_key, self.sequence_number, self.sub_sequence_number)
 
 
-make_user: Final = UserRecord._make
+_make_user: Final = UserRecord._make
+
+
+def plain_user(data: bytes, shard: str, pk: str, seq: str, arrived: float) -> UserRecord:
+    """The user record of a plain (not aggregated) Kinesis record: the record itself, sub-sequence 0."""
+    return _make_user((data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", f"{PAD[len(seq)]}{seq}{SUB_ZERO}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +149,7 @@ def split_records(records: Iterable[Mapping[str, Any]]) -> Split:
             if hashlib.md5(body).digest() == digest:  # noqa: S324 - the KPL wire format's checksum
                 _split_aggregate(body, data, shard, pk, seq, arrived, out, bad)
                 continue
-        out.append(
-            make_user((data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", f"{PAD[len(seq)]}{seq}{SUB_ZERO}"))
-        )
+        out.append(plain_user(data, shard, pk, seq, arrived))
     return Split(out, bad, item_ids, oldest)
 
 

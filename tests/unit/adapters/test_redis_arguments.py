@@ -78,6 +78,7 @@ def test_the_script_s_counters_read_as_int_would(values: list[int], padded: list
     assert reads.decode_text(text) == expected
 
 
+@settings(max_examples=100, deadline=None)
 @given(
     st.lists(
         st.tuples(st.integers(min_value=0, max_value=59), st.sampled_from(["m1", "m2"]), st.sampled_from(["", "r1"])),
