@@ -309,6 +309,96 @@ def cmd_replay_failures(ctx: Context) -> int:
     return m.EXIT_OK if all(r.ok for r in results) else m.EXIT_CHECK_FAILED
 
 
+# --- quarantine --------------------------------------------------------------------------------------------
+
+
+def _quarantine_source(ctx: Context) -> Any:
+    import os
+
+    import boto3
+
+    from tenantmeter_cli import quarantine
+
+    url = ctx.args.url or os.environ.get("TM_QUARANTINE_URL", "")
+    if not url:
+        raise m.CliError(
+            "say where the quarantine is: --url (an SQS queue URL or s3://bucket/prefix) or TM_QUARANTINE_URL"
+        )
+    try:
+        return quarantine.source_for(url, s3=lambda: boto3.client("s3"), sqs=lambda: boto3.client("sqs"))
+    except ValueError as exc:
+        raise m.CliError(f"--url / TM_QUARANTINE_URL: {exc}") from None
+
+
+def cmd_quarantine_list(ctx: Context) -> int:
+    from dataclasses import asdict
+
+    from tenantmeter_cli import quarantine
+    from tenantmeter_cli.render import table
+
+    args = ctx.args
+    reasons = frozenset(args.reason) if args.reason else None
+    listing = quarantine.list_records(_quarantine_source(ctx), reasons, args.limit)
+    rows = [
+        {
+            "reason": h.reason,
+            "shard": h.shard_id,
+            "sequence": h.sequence_number[-12:],
+            "partition key": h.partition_key,
+            "bytes": h.length,
+            "detail": h.detail[:80],
+            "replayable": "yes" if h.data is not None else f"no: {h.problem}",
+        }
+        for h in listing.records
+    ]
+    data = {
+        "by_reason": dict(listing.by_reason),
+        "records": [{k: v for k, v in asdict(h).items() if k not in ("data", "handle")} for h in listing.records],
+        "unreadable": [asdict(u) for u in listing.unreadable],
+    }
+
+    def render() -> None:
+        table(
+            "quarantined records by reason", [{"reason": r, "records": n} for r, n in listing.by_reason.most_common()]
+        )
+        table(f"quarantined records (first {args.limit})", rows)
+        if listing.unreadable:
+            table("not quarantine documents", [asdict(u) for u in listing.unreadable])
+
+    emit(ctx, data, render)
+    return m.EXIT_OK
+
+
+def cmd_quarantine_replay(ctx: Context) -> int:
+    import os
+
+    import boto3
+
+    from shared.settings import resource_names
+    from tenantmeter_cli import quarantine
+    from tenantmeter_cli.render import table
+
+    args = ctx.args
+    stream = args.stream or os.environ.get("TM_STREAM_NAME") or resource_names()["stream"]
+    source = _quarantine_source(ctx)
+    kinesis = None if args.dry_run else boto3.client("kinesis")
+    report = quarantine.replay(source, kinesis, stream, frozenset(args.reason), limit=args.limit)
+    verb = "would put" if report.dry_run else "put back"
+    data = {
+        "stream": stream,
+        "dry_run": report.dry_run,
+        "replayed": [{"ref": h.ref, "reason": h.reason, "partition_key": h.partition_key} for h in report.replayed],
+        "left": [{"ref": ref, "why": why} for ref, why in report.left],
+    }
+
+    def render() -> None:
+        print(f"{verb} {len(report.replayed)} record(s) on stream {stream}; left {len(report.left)}")
+        table("left in the quarantine", [{"record": ref, "why": why} for ref, why in report.left])
+
+    emit(ctx, data, render)
+    return m.EXIT_OK if report.ok else m.EXIT_CHECK_FAILED
+
+
 # --- pricing -----------------------------------------------------------------------------------------------
 
 
@@ -524,6 +614,25 @@ def register(sub: Any) -> None:
         "--dedupe-horizon", type=m.parse_duration, default=timedelta(hours=24), help="the consumer's (default 24h)"
     )
     rf.set_defaults(func=cmd_replay_failures)
+
+    quarantined = sub.add_parser("quarantine", help="records the consumer could not meter").add_subparsers(
+        dest="action", required=True
+    )
+    ql = json_flag(quarantined.add_parser("list", help="quarantined records by reason (changes nothing)"))
+    qr = json_flag(
+        quarantined.add_parser("replay", help="put records of the given reasons back on the stream once fixed")
+    )
+    for p in (ql, qr):
+        p.add_argument("--url", help="the quarantine: SQS queue URL or s3://bucket/prefix (TM_QUARANTINE_URL)")
+        p.add_argument("--limit", type=m.positive_int, default=1000, help="records per run (default 1000)")
+    ql.add_argument("--reason", action="append", help="only this reason (repeatable)")
+    ql.set_defaults(func=cmd_quarantine_list)
+    qr.add_argument(
+        "--reason", action="append", required=True, help="replay this reason, e.g. unknown_tenant (repeatable)"
+    )
+    qr.add_argument("--stream", help="Kinesis stream (TM_STREAM_NAME; default the Terraform name)")
+    qr.add_argument("--dry-run", action="store_true", help="say what would be put back, change nothing")
+    qr.set_defaults(func=cmd_quarantine_replay)
 
     pricing = sub.add_parser("pricing", help="the price catalog").add_subparsers(dest="action", required=True)
     show = json_flag(pricing.add_parser("show", help="current prices per 1M tokens"))

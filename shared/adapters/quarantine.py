@@ -135,15 +135,24 @@ class S3Quarantine:
             )
 
 
-def build_quarantine(
-    url: str, *, sqs_client: SQSClient | None = None, s3_client: S3Client | None = None
-) -> QuarantineSink:
-    """An SQS queue URL or ``s3://bucket/prefix``."""
+def parse_quarantine_url(url: str) -> tuple[str, str, str]:
+    """``("s3", bucket, prefix)`` for ``s3://bucket/prefix``, ``("sqs", url, "")`` for an SQS queue URL;
+    ValueError for anything else."""
     if url.startswith("s3://"):
         bucket, _, prefix = url[5:].partition("/")
         if not bucket:
             raise ValueError(f"quarantine URL {url!r} names no bucket")
-        return S3Quarantine(bucket, prefix, s3_client)
+        return "s3", bucket, prefix
     if url.startswith(("https://", "http://")):
-        return SqsQuarantine(url, sqs_client)
+        return "sqs", url, ""
     raise ValueError(f"quarantine URL must be an SQS queue URL or s3://bucket/prefix, got {url[:40]!r}")
+
+
+def build_quarantine(
+    url: str, *, sqs_client: SQSClient | None = None, s3_client: S3Client | None = None
+) -> QuarantineSink:
+    """An SQS queue URL or ``s3://bucket/prefix``."""
+    kind, where, prefix = parse_quarantine_url(url)
+    if kind == "s3":
+        return S3Quarantine(where, prefix, s3_client)
+    return SqsQuarantine(where, sqs_client)
