@@ -25,10 +25,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal
+from operator import attrgetter
 from typing import Final
 
-from shared.decisions import AlertLevel, BlockRecord, Metric, alert_level_for
+from shared.decisions import AlertLevel, BlockRecord, Metric, level_start
 from shared.money import format_usd
 from shared.ports import AlertMark, AlertMessage, ReserveFlag, Totals, previous_name
 from shared.tenants import QuotaRule, Tenant
@@ -133,42 +134,51 @@ def _message(
 
 class Clock:
     """Window periods, ends and resets at one instant. Every tenant of a batch is evaluated at the same ``now``,
-    and this datetime arithmetic costs more than the rules themselves, so a batch works it out once."""
+    and this datetime arithmetic costs more than the rules themselves, so a batch works it out once (per window
+    name: a str hashes once, a Window dataclass on every lookup)."""
 
     def __init__(self, now: datetime) -> None:
         self.now = now
         self.hour_elapsed = int((now - bucket_start(Granularity.HOUR, now)).total_seconds())
         self.hour_period = bucket_id(Granularity.HOUR, now)
         self.hour_end = next_bucket_start(Granularity.HOUR, now)
-        self._periods: dict[Window, str] = {}
-        self._resets: dict[Window, datetime] = {}
-        self._ends: dict[Window, datetime] = {}
-        self._left: dict[Window, float] = {}
+        self._periods: dict[str, str] = {}
+        self._resets: dict[str, datetime] = {}
+        self._ends: dict[str, datetime] = {}
+        self._left: dict[str, float] = {}
+        self._block_periods: dict[str, str] = {}
 
     def period(self, window: Window) -> str:
-        found = self._periods.get(window)
+        found = self._periods.get(window.name)
         if found is None:
-            found = self._periods[window] = window_period_id(window, self.now)
+            found = self._periods[window.name] = window_period_id(window, self.now)
         return found
 
     def reset(self, window: Window) -> datetime:
-        found = self._resets.get(window)
+        found = self._resets.get(window.name)
         if found is None:
-            found = self._resets[window] = window_reset(window, self.now)
+            found = self._resets[window.name] = window_reset(window, self.now)
         return found
 
     def seconds_left(self, window: Window) -> float:
         """Seconds from now to the window's reset."""
-        found = self._left.get(window)
+        found = self._left.get(window.name)
         if found is None:
-            found = self._left[window] = (self.reset(window) - self.now).total_seconds()
+            found = self._left[window.name] = (self.reset(window) - self.now).total_seconds()
         return found
 
     def end(self, window: Window) -> datetime:
         """When the window's alert period ends (its marks may go a day after)."""
-        found = self._ends.get(window)
+        found = self._ends.get(window.name)
         if found is None:
-            found = self._ends[window] = _period_end(window, self.now)
+            found = self._ends[window.name] = _period_end(window, self.now)
+        return found
+
+    def block_period(self, window: Window) -> str:
+        """The period of a block mark: the minute the window resets (see _quota_findings)."""
+        found = self._block_periods.get(window.name)
+        if found is None:
+            found = self._block_periods[window.name] = bucket_id(Granularity.MINUTE, self.reset(window))
         return found
 
 
@@ -178,6 +188,66 @@ Known = Callable[[str, str, int], bool]
 
 def _unknown(rule: str, period: str, level: int) -> bool:
     return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """A quota rule with what ``evaluate`` needs of it worked out once per tenant: the level boundaries as
+    integers (exactly ``alert_level_for``'s, see ``level_start``), the mark keys, and the tier's actions that
+    matter before anything is built. Every tenant of every batch is evaluated, and most sit below the notice
+    level or at a level already marked."""
+
+    rule: QuotaRule
+    value: Callable[[Totals], int]
+    starts: tuple[tuple[int, AlertLevel], ...]  # (least usage at the level, level), highest level first
+    quota_key: str
+    reserve_key: str
+    block_key: str
+    projection_key: str
+    blocks: bool  # exhausting it blocks: a hard rule of a tier whose exhausted action blocks
+    reserve_from: AlertLevel | None  # a hard cost rule of a tier that reserves: from this level on
+    projected: bool
+    limit_at: int  # usage at the exhausted level
+
+
+_VALUE: Final[dict[Metric, Callable[[Totals], int]]] = {
+    Metric.TOKENS: lambda t: t.input_tokens + t.output_tokens + t.cache_read_tokens + t.cache_write_tokens,
+    Metric.COST: attrgetter("cost_nanos"),
+    Metric.REQUESTS: attrgetter("requests"),
+}
+_LEVELS_DOWN: Final = (AlertLevel.EXHAUSTED, AlertLevel.CRITICAL, AlertLevel.WARNING, AlertLevel.NOTICE)
+
+
+def _compile(tenant: Tenant, rule: QuotaRule) -> _Rule:
+    tier, thresholds = tenant.tier, tenant.thresholds
+    suffix = f"{rule.window.name}|{rule.metric.value}"
+    return _Rule(
+        rule=rule,
+        value=_VALUE[rule.metric],
+        starts=tuple((level_start(rule.limit, thresholds, level), level) for level in _LEVELS_DOWN),
+        quota_key=f"quota|{suffix}",
+        reserve_key=f"reserve|{suffix}",
+        block_key=f"block|{suffix}",
+        projection_key=f"projection|{suffix}",
+        blocks=rule.hard and tier.action_for(AlertLevel.EXHAUSTED).block,
+        reserve_from=tier.reserve_from() if rule.hard and rule.metric is Metric.COST else None,
+        projected=rule.window.name in PROJECTED_WINDOWS and rule.metric is not Metric.REQUESTS,
+        limit_at=int(thresholds.exhausted * rule.limit),
+    )
+
+
+_PLANS: dict[int, tuple[Tenant, tuple[_Rule, ...]]] = {}
+
+
+def _rules(tenant: Tenant) -> tuple[_Rule, ...]:
+    """The tenant's compiled rules, remembered by identity (a Tenant is immutable; a reloaded registry makes
+    new ones, which are compiled afresh)."""
+    found = _PLANS.get(id(tenant))
+    if found is None or found[0] is not tenant:
+        if len(_PLANS) > 100_000:
+            _PLANS.clear()
+        found = _PLANS[id(tenant)] = (tenant, tuple(_compile(tenant, rule) for rule in tenant.quotas))
+    return found[1]
 
 
 def evaluate(
@@ -192,59 +262,45 @@ def evaluate(
     if clock is None or clock.now != now:
         clock = Clock(now)
     findings: list[Finding] = []
-    for rule in tenant.quotas:
-        name = rule.window.name
-        if name in totals:
-            findings += _quota_findings(tenant, rule, totals[name], clock, known)
-            if name in PROJECTED_WINDOWS:
-                projection = _projection(tenant, rule, totals, clock, known)
-                if projection is not None:
-                    findings.append(projection)
+    for r in _rules(tenant):
+        total = totals.get(r.rule.window.name)
+        if total is None:
+            continue
+        used = r.value(total)
+        level = AlertLevel.OK
+        for start, candidate in r.starts:
+            if used >= start:
+                level = candidate
+                break
+        if level is not AlertLevel.OK:
+            findings += _quota_findings(tenant, r, used, level, clock, known)
+        if r.projected:
+            projection = _projection(tenant, r, used, totals, clock, known)
+            if projection is not None:
+                findings.append(projection)
     spike = _spike(tenant, totals, clock, known)
     if spike is not None:
         findings.append(spike)
     return findings
 
 
-_NOTICE_AT: dict[tuple[int, Decimal], int] = {}
-
-
-def _notice_at(limit: int, notice: Decimal) -> int:
-    """The smallest usage at the notice level: below it a rule is OK without the Decimal comparisons."""
-    key = (limit, notice)
-    found = _NOTICE_AT.get(key)
-    if found is None:
-        if len(_NOTICE_AT) > 10_000:
-            _NOTICE_AT.clear()
-        found = _NOTICE_AT[key] = int((notice * limit).to_integral_value(rounding=ROUND_CEILING))
-    return found
-
-
-def _quota_findings(tenant: Tenant, rule: QuotaRule, total: Totals, clock: Clock, known: Known) -> list[Finding]:
-    used = total.value(rule.metric)
-    if rule.limit > 0 and used < _notice_at(rule.limit, tenant.thresholds.notice):
-        return []
-    decision = alert_level_for(used, rule.limit, tenant.thresholds)
-    if decision.level is AlertLevel.OK:
-        return []
+def _quota_findings(
+    tenant: Tenant, r: _Rule, used: int, level: AlertLevel, clock: Clock, known: Known
+) -> list[Finding]:
+    rule = r.rule
     window, metric = rule.window, rule.metric
-    level = decision.level
     period = clock.period(window)
-    reset = clock.reset(window)
-    rule_key = f"quota|{window.name}|{metric.value}"
-    reserve_key = f"reserve|{window.name}|{metric.value}"
-    block_key = f"block|{window.name}|{metric.value}"
-    block_period = bucket_id(Granularity.MINUTE, reset)
-    action = tenant.tier.action_for(level)
-    blocking = level is AlertLevel.EXHAUSTED and action.block and rule.hard
-    reserve_from = tenant.tier.reserve_from()
-    reserving = rule.hard and metric is Metric.COST and reserve_from is not None and level >= reserve_from
+    block_period = clock.block_period(window)
+    blocking = level is AlertLevel.EXHAUSTED and r.blocks
+    reserving = r.reserve_from is not None and level >= r.reserve_from
     if (
-        known(rule_key, period, int(level))
-        and (not reserving or known(reserve_key, period, int(level)))
-        and (not blocking or known(block_key, block_period, 1))
+        known(r.quota_key, period, int(level))
+        and (not reserving or known(r.reserve_key, period, int(level)))
+        and (not blocking or known(r.block_key, block_period, 1))
     ):
         return []  # everything this would raise is marked already: skip building the messages
+    reset = clock.reset(window)
+    action = tenant.tier.action_for(level)
     name = f"{_WINDOW_WORDS.get(window.name, window.name)} {_METRIC_WORDS[metric]} quota"
     kind = "" if rule.hard else " (soft)"
     summary = (
@@ -277,62 +333,38 @@ def _quota_findings(tenant: Tenant, rule: QuotaRule, total: Totals, clock: Clock
     )
     message = replace(message, severities=severities)
     findings = []
-    if not known(rule_key, period, int(level)):
-        findings.append(Finding(_mark(tenant, rule_key, period, int(level), clock.end(window)), message))
-    if reserving and not known(reserve_key, period, int(level)):
+    if not known(r.quota_key, period, int(level)):
+        findings.append(Finding(_mark(tenant, r.quota_key, period, int(level), clock.end(window)), message))
+    if reserving and not known(r.reserve_key, period, int(level)):
         flag = ReserveFlag(tenant.tenant_id, window.name, level, rule.limit, reset)
-        findings.append(Finding(_mark(tenant, reserve_key, period, int(level), reset), None, reserve=flag))
-    if block is not None and not known(block_key, block_period, 1):
+        findings.append(Finding(_mark(tenant, r.reserve_key, period, int(level), reset), None, reserve=flag))
+    if block is not None and not known(r.block_key, block_period, 1):
         # A block is written once per reset time: for a sliding window each new exhaustion after the previous
         # block lifted blocks again, while an operator's lift of a calendar block holds for the period.
-        findings.append(Finding(_mark(tenant, block_key, block_period, 1, reset), None, block=block))
+        findings.append(Finding(_mark(tenant, r.block_key, block_period, 1, reset), None, block=block))
     return findings
 
 
-def hourly_rate(totals: Mapping[str, Totals], metric: Metric, now: datetime | Clock) -> int | None:
-    """The metric per hour over the previous clock hour and the current one so far."""
-    prev = _PREV_HOUR
-    if "hour" not in totals or prev not in totals:
-        return None
-    elapsed = (now if isinstance(now, Clock) else Clock(now)).hour_elapsed
-    used = totals[prev].value(metric) + totals["hour"].value(metric)
-    return used * 3600 // (3600 + elapsed)
-
-
-_LIMIT_AT: dict[tuple[int, Decimal], int] = {}
-
-
-def _limit_at(limit: int, exhausted: Decimal) -> int:
-    """Usage at the exhausted level (memoised: Decimal arithmetic per tenant per batch adds up)."""
-    key = (limit, exhausted)
-    found = _LIMIT_AT.get(key)
-    if found is None:
-        if len(_LIMIT_AT) > 10_000:
-            _LIMIT_AT.clear()
-        found = _LIMIT_AT[key] = int(exhausted * limit)
-    return found
-
-
 def _projection(
-    tenant: Tenant, rule: QuotaRule, totals: Mapping[str, Totals], clock: Clock, known: Known
+    tenant: Tenant, r: _Rule, used: int, totals: Mapping[str, Totals], clock: Clock, known: Known
 ) -> Finding | None:
-    window, metric = rule.window, rule.metric
-    if window.name not in PROJECTED_WINDOWS or metric is Metric.REQUESTS:
+    """``used``: the rule's window's usage now."""
+    prev, hour = totals.get(_PREV_HOUR), totals.get("hour")
+    if prev is None or hour is None or used >= r.limit_at:
         return None
-    hourly = hourly_rate(totals, metric, clock)
-    used = totals[window.name].value(metric)
-    limit_at = _limit_at(rule.limit, tenant.thresholds.exhausted)
-    if hourly is None or hourly <= 0 or used >= limit_at:
+    hourly = (r.value(prev) + r.value(hour)) * 3600 // (3600 + clock.hour_elapsed)  # hourly_rate
+    if hourly <= 0:
         return None
     # Integer arithmetic on the quantities; the time is the only float, and only for when, not how much.
-    seconds_to_exhaust = (limit_at - used) * 3600 / hourly
+    seconds_to_exhaust = (r.limit_at - used) * 3600 / hourly
+    rule = r.rule
+    window, metric = rule.window, rule.metric
     if seconds_to_exhaust >= clock.seconds_left(window):
         return None
     now = clock.now
     reset = clock.reset(window)
-    rule_key = f"projection|{window.name}|{metric.value}"
     period = clock.period(window)
-    if known(rule_key, period, 1):
+    if known(r.projection_key, period, 1):
         return None
     when = now + timedelta(seconds=seconds_to_exhaust)
     name = f"{_WINDOW_WORDS.get(window.name, window.name)} {_METRIC_WORDS[metric]} quota"
@@ -344,7 +376,7 @@ def _projection(
     message = _message(
         tenant, "projection", window, metric, summary, AlertLevel.WARNING, used=used, limit=rule.limit, hourly=hourly
     )
-    return Finding(_mark(tenant, rule_key, period, 1, reset), message)
+    return Finding(_mark(tenant, r.projection_key, period, 1, reset), message)
 
 
 def spike_baseline(totals: Mapping[str, Totals]) -> tuple[int, int] | None:

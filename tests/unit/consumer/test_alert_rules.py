@@ -112,19 +112,27 @@ def test_read_windows_cover_quotas_spike_and_projection() -> None:
     assert [w.name for w in READ_PREVIOUS] == ["hour"]
 
 
-def test_the_quick_notice_check_agrees_with_alert_level_for() -> None:
+def test_the_levels_agree_with_alert_level_for() -> None:
     from decimal import Decimal
 
     from shared.decisions import AlertLevel, Thresholds, alert_level_for
 
-    for notice in (Decimal("0.5"), Decimal("0.33"), Decimal("0.123456789")):
-        thresholds = Thresholds(notice=notice)
-        for limit in (1, 3, 7, 1000, 999_999_937):
+    for notice, critical in (
+        (Decimal("0.5"), Decimal("0.95")),
+        (Decimal("0.33"), Decimal("1")),
+        (Decimal("0.123456789"), Decimal("0.9")),
+    ):
+        thresholds = Thresholds(notice=notice, critical=critical)
+        for limit in (0, 1, 3, 7, 1000, 999_999_937):
             tenant = premium(quotas=(QuotaRule(DAY, Metric.TOKENS, limit),), thresholds=thresholds)
-            for used in {0, 1, limit // 3, limit // 2, (limit + 1) // 2, int(notice * limit), int(notice * limit) + 1}:
-                expected = alert_level_for(used, limit, thresholds).level is not AlertLevel.OK
-                found = any(f.alert for f in evaluate(tenant, {"day": Totals(input_tokens=used)}, NOW))
-                assert found == expected, (notice, limit, used)
+            edges = {0, 1, limit // 3, limit // 2, (limit + 1) // 2, limit - 1, limit, limit + 1}
+            for fraction in (notice, thresholds.warning, critical, thresholds.exhausted):
+                edges |= {int(fraction * limit) - 1, int(fraction * limit), int(fraction * limit) + 1}
+            for used in {u for u in edges if u >= 0}:
+                expected = alert_level_for(used, limit, thresholds).level
+                findings = evaluate(tenant, {"day": Totals(input_tokens=used)}, NOW)
+                levels = {f.mark.level for f in findings if f.mark.rule.startswith("quota|")}
+                assert levels == (set() if expected is AlertLevel.OK else {int(expected)}), (notice, limit, used)
 
 
 @settings(max_examples=150, deadline=None)
