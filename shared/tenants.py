@@ -52,11 +52,33 @@ class LevelAction:
 
 
 @dataclass(frozen=True, slots=True)
+class SpikeRule:
+    """A tier's spike alert: tokens in the last 5 minutes at least ``factor`` times the tenant's own baseline
+    (the average 5 minutes of the previous clock hour) and at least ``min_tokens``; ``enabled`` false: never."""
+
+    factor: Decimal = Decimal(5)
+    min_tokens: int = 50_000
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.factor, Decimal) or not self.factor.is_finite() or self.factor < 1:
+            raise ConfigError('must be a number of at least 1, such as 5 or "2.5"', field="spike.factor")
+        if type(self.min_tokens) is not int or self.min_tokens < 1:
+            raise ConfigError("must be a whole number of tokens, at least 1", field="spike.min_tokens")
+
+    def fires(self, recent: int, baseline: int) -> bool:
+        """Exact: recent >= factor x max(baseline, 1), in integers."""
+        num, den = self.factor.as_integer_ratio()
+        return self.enabled and recent >= self.min_tokens and recent * den >= num * max(baseline, 1)
+
+
+@dataclass(frozen=True, slots=True)
 class Tier:
     name: str
     quotas: tuple[QuotaRule, ...]
     thresholds: Thresholds = field(default_factory=Thresholds)
     actions: Mapping[AlertLevel, LevelAction] = field(default_factory=dict)
+    spike: SpikeRule = field(default_factory=SpikeRule)
 
     def action_for(self, level: AlertLevel) -> LevelAction:
         return self.actions.get(level, LevelAction())
@@ -393,7 +415,7 @@ def _parse_tier(name: str, raw: object, base: Tier | None, source: str) -> Tier:
     entry = f"tier {name}"
     if not isinstance(raw, Mapping):
         raise ConfigError("must be a table", source=source, entry=entry)
-    unknown = set(raw) - {"quotas", "thresholds", "actions"}
+    unknown = set(raw) - {"quotas", "thresholds", "actions", "spike"}
     if unknown:
         raise ConfigError("unknown key", source=source, entry=entry, field=sorted(unknown)[0])
     if base is None and "quotas" not in raw:
@@ -405,7 +427,41 @@ def _parse_tier(name: str, raw: object, base: Tier | None, source: str) -> Tier:
     actions = base.actions if base else _DEFAULT_ACTIONS
     if "actions" in raw:
         actions = _parse_actions(raw["actions"], actions, source, entry)
-    return Tier(name, quotas, thresholds, dict(actions))
+    spike = base.spike if base else SpikeRule()
+    if "spike" in raw:
+        spike = _parse_spike(raw["spike"], spike, source, entry)
+    return Tier(name, quotas, thresholds, dict(actions), spike)
+
+
+def _parse_spike(raw: object, base: SpikeRule, source: str, entry: str) -> SpikeRule:
+    if raw is False:
+        return replace(base, enabled=False)
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            "must be a table {factor, min_tokens, enabled} or false", source=source, entry=entry, field="spike"
+        )
+    unknown = set(raw) - {"factor", "min_tokens", "enabled"}
+    if unknown:
+        raise ConfigError("unknown key", source=source, entry=entry, field=f"spike.{sorted(unknown)[0]}")
+    values: dict[str, Any] = {}
+    if "factor" in raw:
+        factor = raw["factor"]
+        if isinstance(factor, float | bool) or not isinstance(factor, str | int):
+            raise ConfigError('must be a number such as 5 or "2.5"', source=source, entry=entry, field="spike.factor")
+        try:
+            values["factor"] = Decimal(str(factor))
+        except InvalidOperation:
+            raise ConfigError(f"not a number: {factor!r}", source=source, entry=entry, field="spike.factor") from None
+    if "min_tokens" in raw:
+        values["min_tokens"] = raw["min_tokens"]
+    if "enabled" in raw:
+        if not isinstance(raw["enabled"], bool):
+            raise ConfigError("must be true or false", source=source, entry=entry, field="spike.enabled")
+        values["enabled"] = raw["enabled"]
+    try:
+        return replace(base, **values)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, source=source, entry=entry, field=exc.field) from None
 
 
 _TENANT_KEYS: Final = frozenset(

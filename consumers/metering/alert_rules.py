@@ -6,10 +6,10 @@ Three kinds of finding, each made once per level per period by an AlertMark the 
   action (per tier) says which severity topics hear it, whether the tenant's contact topic does, whether the
   gateway switches to reserved admission (hard cost quotas), and whether a hard quota blocks. Soft quotas
   never block. Period: ``window_period_id`` (the calendar bucket; the hour for 1m/5m, the day for 60m).
-- **spike**: the last 5 minutes' tokens (the sliding 5m window) are at least ``SPIKE_FACTOR`` times the
-  tenant's own baseline, the average 5 minutes of the previous UTC clock hour (its tokens / 12), and at least
-  ``SPIKE_MIN_TOKENS``. Steady growth moves the baseline with it and never fires; a sudden jump does. Once
-  per tenant per clock hour.
+- **spike**: the last 5 minutes' tokens (the sliding 5m window) are at least the tier's spike factor times
+  the tenant's own baseline, the average 5 minutes of the previous UTC clock hour (its tokens / 12), and at
+  least the tier's spike minimum (``shared.tenants.SpikeRule``; built-in tiers: 5x and 50,000 tokens). Steady
+  growth moves the baseline with it and never fires; a sudden jump does. Once per tenant per clock hour.
 - **projection**: for day and month quotas on tokens or cost, not yet exhausted: at the recent hourly rate
   (the previous clock hour plus the current one so far, over the time they span: 60 to 120 minutes) the
   quota runs out before the window resets. Once per tenant per quota per period.
@@ -46,8 +46,6 @@ from shared.windows import (
     window_reset,
 )
 
-SPIKE_FACTOR: Final = 5
-SPIKE_MIN_TOKENS: Final = 50_000
 PROJECTED_WINDOWS: Final = frozenset({"day", "month"})
 _PREV_HOUR: Final = previous_name(HOUR)
 
@@ -387,13 +385,9 @@ def spike_baseline(totals: Mapping[str, Totals]) -> tuple[int, int] | None:
     return totals["5m"].tokens, totals[prev].tokens // 12
 
 
-def is_spike(recent: int, baseline: int) -> bool:
-    return recent >= SPIKE_MIN_TOKENS and recent >= SPIKE_FACTOR * max(baseline, 1)
-
-
 def _spike(tenant: Tenant, totals: Mapping[str, Totals], clock: Clock, known: Known) -> Finding | None:
     sample = spike_baseline(totals)
-    if sample is None or not is_spike(*sample):
+    if sample is None or not tenant.tier.spike.fires(*sample):
         return None
     if known("spike|tokens", clock.hour_period, 1):
         return None

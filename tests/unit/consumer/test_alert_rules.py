@@ -9,18 +9,15 @@ from hypothesis import strategies as st
 
 from consumers.metering.alert_rules import (
     READ_PREVIOUS,
-    SPIKE_FACTOR,
-    SPIKE_MIN_TOKENS,
     Clock,
     evaluate,
-    is_spike,
     read_windows,
     spike_baseline,
 )
 from shared.decisions import AlertLevel, Metric
 from shared.money import parse_usd
 from shared.ports import Totals
-from shared.tenants import QuotaRule, Tenant, TenantRegistry
+from shared.tenants import QuotaRule, SpikeRule, Tenant, TenantRegistry
 from shared.windows import DAY, MONTH
 from tests.unit.consumer.kinesis import NOW
 
@@ -71,11 +68,11 @@ def test_spike_rule_fires_on_a_sudden_jump_not_on_steady_growth() -> None:
         60_000,
         10_000,
     )
-    assert is_spike(60_000, 10_000)  # 6x its own baseline
-    assert not is_spike(45_000, 10_000)  # 4.5x: growth, not a spike
-    assert not is_spike(SPIKE_MIN_TOKENS - 1, 0)  # too small to matter
-    assert is_spike(SPIKE_MIN_TOKENS, 0)  # from nothing to a lot
-    assert SPIKE_FACTOR == 5
+    rule = SpikeRule()  # the built-in tiers': 5x and 50,000 tokens
+    assert rule.fires(60_000, 10_000)  # 6x its own baseline
+    assert not rule.fires(45_000, 10_000)  # 4.5x: growth, not a spike
+    assert not rule.fires(49_999, 0)  # too small to matter
+    assert rule.fires(50_000, 0)  # from nothing to a lot
     tenant = premium(quotas=())
     (finding,) = evaluate(tenant, {"5m": Totals(input_tokens=60_000), "prev_hour": Totals(input_tokens=120_000)}, NOW)
     assert finding.alert is not None and finding.alert.level == "spike"
@@ -83,6 +80,26 @@ def test_spike_rule_fires_on_a_sudden_jump_not_on_steady_growth() -> None:
     assert finding.mark.rule == "spike|tokens" and finding.mark.period == "2026112315"
     steady = {"5m": Totals(input_tokens=60_000), "prev_hour": Totals(input_tokens=60_000 * 12)}
     assert evaluate(tenant, steady, NOW) == []
+
+
+def test_a_tier_sets_its_own_spike_rule() -> None:
+    # GIVEN a tenant 6x above its baseline of 10,000 tokens per 5 minutes
+    totals = {"5m": Totals(input_tokens=60_000), "prev_hour": Totals(input_tokens=120_000)}
+    registry = TenantRegistry.from_dict(
+        {
+            "tiers": {
+                "premium": {"spike": {"factor": "6.5"}},
+                "bulk": {"quotas": [], "spike": {"factor": 3, "min_tokens": 1_000_000}},
+                "quiet": {"quotas": [], "spike": False},
+            },
+            "tenants": [{"id": "a", "tier": "premium"}, {"id": "b", "tier": "bulk"}, {"id": "c", "tier": "quiet"}],
+        }
+    )
+    # THEN it is a spike for none of them: 6x < 6.5x; under the bulk tier's minimum; spikes off for "quiet"
+    for tenant_id in ("a", "b", "c"):
+        assert not [f for f in evaluate(registry.get(tenant_id), totals, NOW) if f.mark.rule == "spike|tokens"]
+    assert registry.tiers["bulk"].spike.fires(1_000_000, 300_000)  # (3.33x, at the minimum)
+    assert registry.tiers["premium"].spike.min_tokens == 50_000  # (unset fields keep the tier's)
 
 
 def rates(prev_hour: str, this_hour: str) -> dict[str, Totals]:
