@@ -330,6 +330,17 @@ def _quarantine_source(ctx: Context) -> Any:
         raise m.CliError(f"--url / TM_QUARANTINE_URL: {exc}") from None
 
 
+def _reasons(names: list[str] | None) -> frozenset[str] | None:
+    """The --reason values, each one the consumer uses (a typo would match nothing, silently)."""
+    from consumers.metering.records import Reason
+
+    known = {v for k, v in vars(Reason).items() if k.isupper()}
+    for name in names or ():
+        if name not in known:
+            raise m.CliError(f"--reason {name!r} is not a quarantine reason; known: {', '.join(sorted(known))}")
+    return frozenset(names) if names else None
+
+
 def cmd_quarantine_list(ctx: Context) -> int:
     from dataclasses import asdict
 
@@ -337,7 +348,7 @@ def cmd_quarantine_list(ctx: Context) -> int:
     from tenantmeter_cli.render import table
 
     args = ctx.args
-    reasons = frozenset(args.reason) if args.reason else None
+    reasons = _reasons(args.reason)
     listing = quarantine.list_records(_quarantine_source(ctx), reasons, args.limit)
     rows = [
         {
@@ -382,7 +393,7 @@ def cmd_quarantine_replay(ctx: Context) -> int:
     stream = args.stream or os.environ.get("TM_STREAM_NAME") or resource_names()["stream"]
     source = _quarantine_source(ctx)
     kinesis = None if args.dry_run else boto3.client("kinesis")
-    report = quarantine.replay(source, kinesis, stream, frozenset(args.reason), limit=args.limit)
+    report = quarantine.replay(source, kinesis, stream, _reasons(args.reason) or frozenset(), limit=args.limit)
     verb = "would put" if report.dry_run else "put back"
     data = {
         "stream": stream,

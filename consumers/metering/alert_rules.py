@@ -209,7 +209,7 @@ class _Rule:
 
 
 _VALUE: Final[dict[Metric, Callable[[Totals], int]]] = {
-    Metric.TOKENS: lambda t: t.input_tokens + t.output_tokens + t.cache_read_tokens + t.cache_write_tokens,
+    Metric.TOKENS: attrgetter("tokens"),
     Metric.COST: attrgetter("cost_nanos"),
     Metric.REQUESTS: attrgetter("requests"),
 }

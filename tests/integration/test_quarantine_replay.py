@@ -167,3 +167,5 @@ def test_the_cli_lists_and_replays(
 
     assert main(["quarantine", "replay", "--reason", Reason.UNKNOWN_TENANT, "--url", "ftp://x"]) == 2
     assert "s3://bucket/prefix" in capsys.readouterr().err
+    assert main(["quarantine", "replay", "--reason", "unknown-tenant"]) == 2
+    assert "not a quarantine reason; known: bad_lambda_record" in capsys.readouterr().err
