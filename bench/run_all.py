@@ -131,6 +131,8 @@ def main() -> int:
             continue
         lines += ["| figure | value | target |", "|---|---|---|"]
         for key, value in result.items():
+            if isinstance(value, list | dict):
+                continue  # (per-round detail: in the output below)
             target = ""
             if key in targets:
                 op, goal, meaning = targets[key]

@@ -262,8 +262,8 @@ class MeteringService:
                 extra={"tenant_id": tenant_id, "model": model, "events": count},
             )
         result.tenants = len(items)
-        applied_tenants = self._outcomes(sent, items, result, failed)
-        self._alert(applied_tenants, items, now, result, failed)
+        candidates = self._outcomes(sent, items, now, result, failed)
+        self._alert(candidates, items, result, failed)
         self._quarantine(bad, failed, result)
         result.failures = sorted(failed, key=int)
         return result
@@ -377,12 +377,21 @@ class MeteringService:
             return _Sent(batches, _Done(exc))
 
     def _outcomes(
-        self, sent: Sequence[_Sent], items: Mapping[str, set[str]], result: BatchResult, failed: set[str]
-    ) -> dict[str, Mapping[str, Any]]:
-        """The tenants whose events are all stored, with their latest window totals; the others' records fail."""
-        applied: dict[str, Mapping[str, Any]] = {}
+        self,
+        sent: Sequence[_Sent],
+        items: Mapping[str, set[str]],
+        now: datetime,
+        result: BatchResult,
+        failed: set[str],
+    ) -> list[Finding]:
+        """Read the store's answers group by group; a tenant's records fail unless all its events are stored. A
+        tenant whose events are all stored is evaluated for alerts as soon as the answers of its last group are
+        in (with those latest totals), while the store still works on later groups: the candidate findings."""
+        last_group = {b.tenant_id: k for k, group in enumerate(sent) for b in group.batches}
         not_stored: set[str] = set()
-        for batches, pending in sent:
+        candidates: list[Finding] = []
+        clock = Clock(now)
+        for k, (batches, pending) in enumerate(sent):
             try:
                 outcomes = pending.result()
             except Exception:
@@ -390,40 +399,36 @@ class MeteringService:
                 not_stored.update(b.tenant_id for b in batches)
                 continue
             for outcome in outcomes:
+                tenant_id = outcome.tenant_id
                 if not outcome.ok:
-                    not_stored.add(outcome.tenant_id)
+                    not_stored.add(tenant_id)
                     self.log.warning(
                         "store could not apply a tenant's events: reporting them for retry",
-                        extra={"tenant_id": outcome.tenant_id, "error": outcome.error},
+                        extra={"tenant_id": tenant_id, "error": outcome.error},
                     )
                     continue
                 result.applied += outcome.applied
                 result.duplicates += outcome.duplicates
-                applied[outcome.tenant_id] = outcome.totals  # a tenant sent twice: the later totals
+                if last_group[tenant_id] == k and tenant_id not in not_stored:
+                    candidates += self._evaluate(tenant_id, outcome.totals, clock)
         for tenant_id in not_stored:
             failed.update(items[tenant_id])
-            applied.pop(tenant_id, None)
-        return applied
+        return candidates
 
     # --- alerts ------------------------------------------------------------------------------------------
 
-    def _alert(
-        self,
-        totals_by_tenant: Mapping[str, Mapping[str, Any]],
-        items: Mapping[str, set[str]],
-        now: datetime,
-        result: BatchResult,
-        failed: set[str],
-    ) -> None:
-        candidates: list[Finding] = []
-        clock = Clock(now)
+    def _evaluate(self, tenant_id: str, totals: Mapping[str, Any], clock: Clock) -> list[Finding]:
+        """The tenant's findings, less those whose marks this container knows are stored."""
         marks = self.marks
-        for tenant_id, totals in totals_by_tenant.items():
 
-            def known(rule: str, period: str, level: int, tenant_id: str = tenant_id) -> bool:
-                return marks.known(tenant_id, rule, period) >= level
+        def known(rule: str, period: str, level: int) -> bool:
+            return marks.known(tenant_id, rule, period) >= level
 
-            candidates += evaluate(self.tenants.get(tenant_id), totals, now, clock=clock, known=known)
+        return evaluate(self.tenants.get(tenant_id), totals, clock.now, clock=clock, known=known)
+
+    def _alert(
+        self, candidates: list[Finding], items: Mapping[str, set[str]], result: BatchResult, failed: set[str]
+    ) -> None:
         if not candidates:
             return
         # A finding's mark is raised only once every action of it has been carried out, so a mark found below
