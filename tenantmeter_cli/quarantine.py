@@ -11,7 +11,8 @@ the quarantine only once Kinesis has accepted it; anything else stays where it w
 them like any other record, alerts and cut-offs included: a record still bad is quarantined again (nothing is
 lost), and exactly once holds as for a producer's retry: a run that dies between the put and the removal puts
 the record again next time, and the second copy is a duplicate by its event id (within the dedupe horizon,
-24 h by default, of the first copy's metering). Records are never edited: a copy SQS truncated (over 180 KiB),
+24 h by default, of the first copy's metering); so does a record Kinesis took but the quarantine would not
+let go of (reported as such). Records are never edited: a copy SQS truncated (over 180 KiB),
 or one whose bytes no longer match their SHA-256, is reported and left alone.
 
 ``list`` reads without changing anything (an SQS queue's messages are hidden for ``PEEK_VISIBILITY_S`` while
@@ -310,7 +311,11 @@ def _put(
                 refused.append(held)
                 errors[held.ref] = f"{entry['ErrorCode']}: {entry.get('ErrorMessage', '')}".strip(": ")
             else:
-                source.remove(held)
+                try:
+                    source.remove(held)
+                except Exception as exc:  # on the stream, still in the quarantine: a second replay is a duplicate
+                    report.left.append((held.ref, f"put back on the stream but not removed from the quarantine: {exc}"))
+                    continue
                 report.replayed.append(held)
         pending = refused
         if not pending:

@@ -136,3 +136,14 @@ def test_a_dry_run_puts_and_removes_nothing() -> None:
     report = replay(source, None, "s", frozenset({"unknown_tenant"}), limit=10)
     assert [h.ref for h in report.replayed] == ["r1"] and source.removed == []
     assert report.left == [("junk", "not a quarantine document: not JSON")] and report.dry_run
+
+
+def test_a_record_put_back_but_not_removed_is_reported_not_counted() -> None:
+    class StuckSource(ListSource):
+        def remove(self, held: Held) -> None:
+            raise RuntimeError("ReceiptHandleIsInvalid")
+
+    report = replay(StuckSource([held(1)]), FlakyKinesis({}), "s", frozenset({"unknown_tenant"}), limit=10)  # type: ignore[arg-type]
+    assert report.replayed == [] and report.left == [
+        ("r1", "put back on the stream but not removed from the quarantine: ReceiptHandleIsInvalid")
+    ]
