@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
+
+from tests.e2e.support import run_demo
 
 pytestmark = pytest.mark.e2e
 
 
 def test_headless_demo_reconciles_cuts_off_the_overspender_and_pages() -> None:
     # GIVEN the whole stack on this machine, WHEN the demo runs ~15 s of traffic through both producer paths
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tenantmeter_cli.main",
-            "demo",
-            "--headless",
-            "--duration",
-            "15",
-            "--tenants",
-            "8",
-            "--rate",
-            "30",
-            "--seed",
-            "3",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith('{"emitted"')]
-    assert lines, f"no JSON result line\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
-    result = json.loads(lines[-1])
+    proc, result = run_demo("--duration", "15", "--tenants", "8", "--rate", "30", "--seed", "3", timeout=240)
     # THEN every emitted event was metered once, every poison record quarantined, and money matches to the nano
     assert result["problems"] == [], result
     assert proc.returncode == 0, proc.stderr[-3000:]

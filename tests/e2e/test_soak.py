@@ -10,10 +10,10 @@ catalog file's rates, independently of the consumer, so a pricing or counting er
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+
+from tests.e2e.support import run_demo
 
 pytestmark = pytest.mark.e2e
 
@@ -25,28 +25,9 @@ TENANTS = 30
 def test_two_minutes_through_both_producer_paths_reconcile_exactly() -> None:
     # GIVEN the whole stack on this machine, WHEN 30 tenants call models at 80 requests/s for 110 s through the
     # gateway and the instrumented SDK, with poison records injected three times along the way
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tenantmeter_cli.main",
-            "demo",
-            "--headless",
-            "--duration",
-            str(DURATION_S),
-            "--rate",
-            str(RATE),
-            "--tenants",
-            str(TENANTS),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=DURATION_S + 300,
-        check=False,
+    proc, result = run_demo(
+        "--duration", str(DURATION_S), "--rate", str(RATE), "--tenants", str(TENANTS), timeout=DURATION_S + 300
     )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith('{"emitted"')]
-    assert lines, f"no JSON result line\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
-    result = json.loads(lines[-1])
     print(f"\nsoak result: {json.dumps(result)}")
 
     # THEN the demo's own reconciliation found no problem
