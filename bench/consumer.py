@@ -5,9 +5,12 @@ Feeds 10,000-record Lambda-shaped Kinesis batches of plain UsageEvents over 1,00
 of the same batches through a naive consumer that decodes, validates and prices each event the same way but
 applies it with one EVALSHA per event (dedupe SET NX + the same counters). The two alternate for ``--rounds``
 rounds (Redis flushed and the consumer built afresh each time), so both see the same spells of the shared
-machine's load; each round's ratio is its own pair's. Prints every round and the medians, then one JSON line
-of the medians: ``{"events_per_s": ..., "naive_events_per_s": ..., "ratio": ..., "consumer_cpu_us_per_event":
-..., "redis_cpu_us_per_event": ..., "rounds": [...]}``. Not a test: nothing is asserted.
+machine's load; each round's ratio is its own pair's. Each round also runs the handler on the same events as
+the producers send them, KPL aggregates grouped by shard (``kpl_*``: what a deployment with the gateway or the
+SDK meters). Prints every round and the medians, then one JSON line of the medians: ``{"events_per_s": ...,
+"naive_events_per_s": ..., "ratio": ..., "consumer_cpu_us_per_event": ..., "redis_cpu_us_per_event": ...,
+"kpl_events_per_s": ..., "kpl_consumer_cpu_us_per_event": ..., "rounds": [...]}``. Not a test: nothing is
+asserted.
 
 The wall-clock figures move with the machine's load (a shared box swings them by a third between runs); the
 CPU microseconds per event, of this process and of the Redis server, move less and say where the time goes.
@@ -43,6 +46,7 @@ from consumers.metering import bootstrap as boot
 from consumers.metering.handler import lambda_handler
 from consumers.metering.records import split_records
 from consumers.metering.validate import Meter
+from producers.sdk.batching import RecordBatcher
 from shared.adapters.redis_store import RedisStore
 from shared.ports import AlertMessage, MeteredEvent, QuarantinedRecord
 from shared.pricing import CachedPricer, PriceCatalog
@@ -165,6 +169,37 @@ def make_batches(n_batches: int, now: datetime, rng: random.Random) -> list[dict
     return batches
 
 
+def aggregated(batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same user records as the producers send them: KPL aggregates grouped by shard (producers.sdk.batching,
+    up to 1 MiB each), one Lambda batch per batch above."""
+    out = []
+    seq = 49_700_000_000_000_000_000_000_000_000_000_000_000_000_000_000
+    for batch in batches:
+        batcher = RecordBatcher(max_record_bytes=1024 * 1024, max_call_records=500, max_call_bytes=5 * 1024 * 1024)
+        for record in batch["Records"]:
+            kinesis = record["kinesis"]
+            batcher.add(kinesis["partitionKey"], base64.b64decode(kinesis["data"]), record["eventID"].split(":")[0])
+        batcher.close_open()
+        records = []
+        for rec in batcher.outstanding():
+            seq += 7
+            records.append(
+                {
+                    "kinesis": {
+                        "kinesisSchemaVersion": "1.0",
+                        "partitionKey": rec.partition_key,
+                        "sequenceNumber": str(seq),
+                        "data": base64.b64encode(rec.data).decode(),
+                        "approximateArrivalTimestamp": batch["Records"][0]["kinesis"]["approximateArrivalTimestamp"],
+                    },
+                    "eventSource": "aws:kinesis",
+                    "eventID": f"{rec.shard}:{seq}",
+                }
+            )
+        out.append({"Records": records})
+    return out
+
+
 def redis_cpu(client: redis.Redis) -> float:
     """Seconds of CPU the Redis server has used (user + system)."""
     info = client.info("cpu")
@@ -261,17 +296,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     registry = make_registry()
     print(f"building {args.batches} batches of {BATCH:,} records over {TENANTS:,} tenants ...", file=sys.stderr)
     batches = make_batches(args.batches, now, rng)
+    kpl = aggregated(batches)
     events = args.batches * BATCH
     rounds = []
     with redis_server() as sock:
         for r in range(1, args.rounds + 1):
             elapsed, failures, alerts, cpu, server = run_handler(sock, batches, registry)
             naive_elapsed, naive_done = run_naive(sock, batches, registry, args.naive_events)
+            kpl_elapsed, kpl_failures, _, kpl_cpu, _ = run_handler(sock, kpl, registry)
             figures = {
                 "events_per_s": events / elapsed,
                 "naive_events_per_s": naive_done / naive_elapsed,
                 "consumer_cpu_us_per_event": cpu / events * 1e6,
                 "redis_cpu_us_per_event": server / events * 1e6,
+                "kpl_events_per_s": events / kpl_elapsed,
+                "kpl_consumer_cpu_us_per_event": kpl_cpu / events * 1e6,
             }
             figures["ratio"] = figures["events_per_s"] / figures["naive_events_per_s"]
             rounds.append(figures)
@@ -281,7 +320,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"{figures['consumer_cpu_us_per_event']:.1f} us here, {figures['redis_cpu_us_per_event']:.1f} us in "
                 f"Redis); naive {naive_done:,} events in "
                 f"{naive_elapsed:.2f} s = {figures['naive_events_per_s']:,.0f} events/s (one EVALSHA per event); "
-                f"ratio {figures['ratio']:.1f}x"
+                f"ratio {figures['ratio']:.1f}x; the same events as {sum(len(b['Records']) for b in kpl):,} KPL "
+                f"aggregates: {figures['kpl_events_per_s']:,.0f} events/s ({kpl_failures} failed items, CPU per "
+                f"event {figures['kpl_consumer_cpu_us_per_event']:.1f} us here)"
             )
     median = {key: statistics.median(f[key] for f in rounds) for key in rounds[0]}
     print(
@@ -297,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "ratio": round(median["ratio"], 1),
                 "consumer_cpu_us_per_event": round(median["consumer_cpu_us_per_event"], 1),
                 "redis_cpu_us_per_event": round(median["redis_cpu_us_per_event"], 1),
+                "kpl_events_per_s": round(median["kpl_events_per_s"]),
+                "kpl_consumer_cpu_us_per_event": round(median["kpl_consumer_cpu_us_per_event"], 1),
                 "rounds": [{key: round(v, 1) for key, v in f.items()} for f in rounds],
             }
         )

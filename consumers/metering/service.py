@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, NamedTuple, Protocol, cast
 
 from consumers.metering.alert_rules import READ_PREVIOUS, Clock, Finding, evaluate, read_windows
+from consumers.metering.records import UserRecord, split_records
 from consumers.metering.validate import Meter
 from shared.ports import (
     AlertMark,
@@ -119,6 +120,14 @@ class _Acts:
     alerts: int = 0
     sent_steps: list[AlertMark] = field(default_factory=list)  # delivery marks of the targets it reached
     ok: bool = True
+
+
+_AGGREGATE_B64: Final = "84ma"  # base64 of the KPL magic's first three bytes (split_records checks the rest)
+
+
+def _hint(key: str) -> str:
+    """A partition key as a guess at its tenant: less a ``#salt`` suffix (producers.sdk spreads hot tenants)."""
+    return key.partition("#")[0] if "#" in key else key
 
 
 def _read_early(pending: PendingOutcomes) -> None:
@@ -286,27 +295,43 @@ class MeteringService:
         A group is a set of partition keys (less a ``#salt`` suffix), taken as a guess at the tenants: each
         tenant's rows still go to the store together in one script (rows met in an earlier group wait for the
         group of their tenant's own key), unless its key's group was sent already, or its records carry no key
-        of its own (a KPL aggregate's sub-records of other tenants, random keys): those rows go in one last
-        group (a second script for such a tenant is correct, only slower)."""
+        of its own (random keys): those rows go in one last group (a second script for such a tenant is correct,
+        only slower). KPL aggregates are split first and their user records grouped by their own keys: the
+        producers aggregate by shard, so an aggregate's key names one of its many tenants, and grouping by it
+        would leave nearly every tenant to the last group, metered with nothing for the store to overlap."""
         groups: dict[str, list[Mapping[str, Any]]] = {}
+        users: dict[str, list[UserRecord]] = {}  # user records of KPL aggregates, by their own keys
+        sizes: dict[str, int] = {}  # hint -> records and user records (first-seen order: the groups' order)
         for record in records:
             try:
-                key = record["kinesis"]["partitionKey"]
+                kinesis = record["kinesis"]
+                key, data = kinesis["partitionKey"], kinesis["data"]
             except (TypeError, KeyError):  # malformed: split_records quarantines it with the reason
-                key = ""
-            if type(key) is not str:
-                key = ""
-            hint = key.partition("#")[0] if "#" in key else key
+                key = data = ""
+            if type(data) is str and data.startswith(_AGGREGATE_B64):  # the base64 of the KPL magic's first bytes
+                split = split_records([record])
+                bad += split.quarantined
+                if split.oldest_arrival is not None and (
+                    result.oldest_arrival is None or split.oldest_arrival < result.oldest_arrival
+                ):
+                    result.oldest_arrival = split.oldest_arrival
+                for user in split.records:
+                    hint = _hint(user.partition_key)
+                    users.setdefault(hint, []).append(user)
+                    sizes[hint] = sizes.get(hint, 0) + 1
+                continue
+            hint = _hint(key) if type(key) is str else ""
             members = groups.get(hint)
             if members is None:
                 groups[hint] = [record]
             else:
                 members.append(record)
+            sizes[hint] = sizes.get(hint, 0) + 1
         # Consecutive keys make a group, up to STREAM_TENANTS keys or STREAM_RECORDS records (one group when the
         # store cannot take groups).
         members_of: list[list[str]] = [[]]
         count = 0
-        for hint, members in groups.items():
+        for hint, size in sizes.items():
             if (
                 self._streams
                 and members_of[-1]
@@ -315,14 +340,17 @@ class MeteringService:
                 members_of.append([])
                 count = 0
             members_of[-1].append(hint)
-            count += len(members)
+            count += size
         n_groups = len(members_of)
         group_of = {hint: g for g, hints in enumerate(members_of) for hint in hints}
         pending: list[dict[str, list[EventRow]]] = [{} for _ in range(n_groups + 1)]  # per group, the last extra
         meter_records = self.meter.meter_records
         sent: list[_Sent] = []
         for g in range(n_groups):
-            metered = meter_records([r for hint in members_of[g] for r in groups[hint]])
+            metered = meter_records(
+                [r for hint in members_of[g] for r in groups.get(hint, ())],
+                [u for hint in members_of[g] for u in users.get(hint, ())] if users else (),
+            )
             bad += metered.quarantined
             if metered.oldest_arrival is not None and (
                 result.oldest_arrival is None or metered.oldest_arrival < result.oldest_arrival

@@ -153,13 +153,15 @@ class Meter:
             )
         )
 
-    def meter_records(self, records: Iterable[Mapping[str, Any]]) -> MeteredRecords:
+    def meter_records(self, records: Iterable[Mapping[str, Any]], users: Iterable[UserRecord] = ()) -> MeteredRecords:
         """``split_records`` then ``row`` for each user record, in one pass: the rows (by tenant), the records the
-        split quarantined, then those the meter quarantined, and the oldest arrival, exactly as the two steps make them
-        (tests/unit/consumer/test_validate.py holds it to that). A well-formed plain record with an event the fast
-        decoder accepts, of a known tenant, with its dimension tags and a cached price (nearly every record) is
-        read and metered here, ``row``'s usual path inline (a function call and a UserRecord per event were a
-        tenth of this loop); anything else goes through the two steps."""
+        split quarantined, then those the meter quarantined, and the oldest arrival, exactly as the two steps make
+        them (tests/unit/consumer/test_validate.py holds it to that); then ``row`` for ``users``, user records
+        split already (the consumer splits KPL aggregates first, to group their user records by tenant). A
+        well-formed plain record with an event the fast decoder accepts, of a known tenant, with its dimension
+        tags and a cached price (nearly every record) is read and metered here, ``row``'s usual path inline (a
+        function call and a UserRecord per event were a tenth of this loop); anything else goes through the two
+        steps."""
         by_tenant: dict[str, list[EventRow]] = {}
         fallback: list[EventRow] = []
         split_bad: list[QuarantinedRecord] = []
@@ -254,6 +256,8 @@ class Meter:
                         fallback.append(row)
                     continue
             self._add(self.row(plain_user(data, shard, pk, seq, arrived)), by_tenant, fallback, meter_bad)
+        for user in users:
+            self._add(self.row(user), by_tenant, fallback, meter_bad)
         return MeteredRecords(by_tenant, split_bad + meter_bad, oldest, fallback)
 
     @staticmethod

@@ -157,12 +157,32 @@ def test_records_are_grouped_by_partition_key_yet_each_tenant_is_sent_together()
     assert [q.reason for q in quarantine.records] == [Reason.BAD_LAMBDA_RECORD]
     for i in range(6):
         assert store.window_totals(f"t{i}", [MONTH], NOW)["month"].requests == 5
-    # and the groups went out in turn: rows met before their tenant's group waited for it (t4, t5, from the
-    # aggregate keyed by t2), rows met after it went out in one last group (t0, t1 from the aggregate, t3
-    # under the key "nobody")
+    # and the groups went out in turn: the aggregate's user records joined their own tenants' groups (it was
+    # split first), the salted key its tenant's; a row met after its tenant's group went out in one last group
+    # (t3's, under the key "nobody")
     sends = Counter(b.tenant_id for call in store.calls for b in call)
     assert len(store.calls) == 4
-    assert sends == {"t0": 2, "t1": 2, "t2": 1, "t3": 2, "t4": 1, "t5": 1}
+    assert sends == {"t0": 1, "t1": 1, "t2": 1, "t3": 2, "t4": 1, "t5": 1}
+
+
+def test_aggregates_keyed_by_other_tenants_still_send_each_tenant_once_in_turn() -> None:
+    # GIVEN only KPL aggregates, as the producers send them (grouped by shard: each keyed by its first tenant)
+    store = StreamingStore()
+    reg = registry(*[f"t{i}" for i in range(8)])
+    service = metering_service(store, reg)
+    service.stream_tenants = 2
+    shard = Shard()
+    events = [usage(f"t{(i * 3) % 8}") for i in range(40)]
+    records = [rec for start in range(0, 40, 10) for rec in shard.aggregate(events[start : start + 10])]
+    # WHEN processed
+    result = service.process(records, NOW)
+    # THEN every event counts once, each tenant in one script, and the scripts went out in several groups (so
+    # the store works while later groups are metered)
+    assert (result.applied, result.duplicates, result.failures) == (40, 0, [])
+    sends = Counter(b.tenant_id for call in store.calls for b in call)
+    assert sends == {f"t{i}": 1 for i in range(8)}
+    assert len(store.calls) == 4
+    assert sum(store.window_totals(f"t{i}", [MONTH], NOW)["month"].requests for i in range(8)) == 40
 
 
 class StreamingStore(InMemoryStore):
