@@ -54,9 +54,11 @@ from shared.schema import Source, UsageEvent, encode_event
 from shared.store_layout import event_prefixes, totals_to_fields
 from shared.tenants import Tenant, TenantRegistry
 from shared.windows import Granularity, bucket_id
+from tenantmeter_cli.local.esm import lambda_record
 
 TENANTS = 1_000
 BATCH = 10_000
+STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/tenantmeter-usage-events"
 MODELS = [
     "anthropic.claude-3-5-haiku-20241022-v1:0",
     "anthropic.claude-sonnet-4-20250514-v1:0",
@@ -127,6 +129,17 @@ def make_registry() -> TenantRegistry:
     return TenantRegistry(tenants, tiers)
 
 
+def _record(shard: str, partition_key: str, seq: int, data: bytes, arrived: float) -> dict[str, Any]:
+    """One Kinesis record as the event-source mapping delivers it."""
+    raw = {
+        "PartitionKey": partition_key,
+        "SequenceNumber": str(seq),
+        "Data": data,
+        "ApproximateArrivalTimestamp": arrived,
+    }
+    return lambda_record(raw, shard, STREAM_ARN, "us-east-1")
+
+
 def make_batches(n_batches: int, now: datetime, rng: random.Random) -> list[dict[str, Any]]:
     seq = 49_650_000_000_000_000_000_000_000_000_000_000_000_000_000_000
     batches = []
@@ -152,19 +165,7 @@ def make_batches(n_batches: int, now: datetime, rng: random.Random) -> list[dict
             )
             seq += 3
             shard = f"shardId-{t % 4:012d}"  # a partition key always maps to one shard
-            records.append(
-                {
-                    "kinesis": {
-                        "kinesisSchemaVersion": "1.0",
-                        "partitionKey": tenant,
-                        "sequenceNumber": str(seq),
-                        "data": base64.b64encode(encode_event(event)).decode(),
-                        "approximateArrivalTimestamp": now.timestamp() - 1,
-                    },
-                    "eventSource": "aws:kinesis",
-                    "eventID": f"{shard}:{seq}",
-                }
-            )
+            records.append(_record(shard, tenant, seq, encode_event(event), now.timestamp() - 1))
         batches.append({"Records": records})
     return batches
 
@@ -180,22 +181,11 @@ def aggregated(batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
             kinesis = record["kinesis"]
             batcher.add(kinesis["partitionKey"], base64.b64decode(kinesis["data"]), record["eventID"].split(":")[0])
         batcher.close_open()
+        arrived = batch["Records"][0]["kinesis"]["approximateArrivalTimestamp"]
         records = []
         for rec in batcher.outstanding():
             seq += 7
-            records.append(
-                {
-                    "kinesis": {
-                        "kinesisSchemaVersion": "1.0",
-                        "partitionKey": rec.partition_key,
-                        "sequenceNumber": str(seq),
-                        "data": base64.b64encode(rec.data).decode(),
-                        "approximateArrivalTimestamp": batch["Records"][0]["kinesis"]["approximateArrivalTimestamp"],
-                    },
-                    "eventSource": "aws:kinesis",
-                    "eventID": f"{rec.shard}:{seq}",
-                }
-            )
+            records.append(_record(rec.shard or "", rec.partition_key, seq, rec.data, arrived))
         out.append({"Records": records})
     return out
 

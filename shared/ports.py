@@ -8,10 +8,11 @@ back any component. Standard library only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
+from operator import attrgetter
+from typing import Final, Protocol, runtime_checkable
 
 from shared.decisions import AlertLevel, BlockRecord, Metric
 from shared.schema import UsageEvent
@@ -34,11 +35,7 @@ class Totals:
         return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
 
     def value(self, metric: Metric) -> int:
-        if metric is Metric.TOKENS:
-            return self.tokens
-        if metric is Metric.COST:
-            return self.cost_nanos
-        return self.requests
+        return METRIC_READERS[metric](self)
 
     def __add__(self, other: Totals) -> Totals:
         return Totals(
@@ -49,6 +46,14 @@ class Totals:
             self.requests + other.requests,
             self.cost_nanos + other.cost_nanos,
         )
+
+
+# What a quota on each metric counts, read off Totals (``Totals.value``; the consumer's alert rules keep the reader).
+METRIC_READERS: Final[dict[Metric, Callable[[Totals], int]]] = {
+    Metric.TOKENS: attrgetter("tokens"),
+    Metric.COST: attrgetter("cost_nanos"),
+    Metric.REQUESTS: attrgetter("requests"),
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,12 +26,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from operator import attrgetter
 from typing import Final
 
 from shared.decisions import AlertLevel, BlockRecord, Metric, level_start
 from shared.money import format_usd
-from shared.ports import AlertMark, AlertMessage, ReserveFlag, Totals, previous_name
+from shared.ports import METRIC_READERS, AlertMark, AlertMessage, ReserveFlag, Totals, previous_name
 from shared.tenants import QuotaRule, Tenant
 from shared.windows import (
     HOUR,
@@ -208,11 +207,6 @@ class _Rule:
     limit_at: int  # usage at the exhausted level
 
 
-_VALUE: Final[dict[Metric, Callable[[Totals], int]]] = {
-    Metric.TOKENS: attrgetter("tokens"),
-    Metric.COST: attrgetter("cost_nanos"),
-    Metric.REQUESTS: attrgetter("requests"),
-}
 _LEVELS_DOWN: Final = (AlertLevel.EXHAUSTED, AlertLevel.CRITICAL, AlertLevel.WARNING, AlertLevel.NOTICE)
 
 
@@ -221,7 +215,7 @@ def _compile(tenant: Tenant, rule: QuotaRule) -> _Rule:
     suffix = f"{rule.window.name}|{rule.metric.value}"
     return _Rule(
         rule=rule,
-        value=_VALUE[rule.metric],
+        value=METRIC_READERS[rule.metric],
         starts=tuple((level_start(rule.limit, thresholds, level), level) for level in _LEVELS_DOWN),
         quota_key=f"quota|{suffix}",
         reserve_key=f"reserve|{suffix}",

@@ -50,6 +50,9 @@ class Reason:
     INVALID_FIELD = "invalid_field"
 
 
+REASONS: Final = frozenset(value for name, value in vars(Reason).items() if name.isupper())
+
+
 class UserRecord(NamedTuple):
     """One user record (an aggregate's sub-record, or a plain Kinesis record). A tuple, not a dataclass: a
     batch makes ten thousand of them. ``record_key`` is the Kinesis record's partition key (an aggregate's),

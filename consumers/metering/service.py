@@ -79,6 +79,11 @@ class BatchResult:
     def response(self) -> dict[str, list[dict[str, str]]]:
         return {"batchItemFailures": [{"itemIdentifier": seq} for seq in self.failures]}
 
+    def saw_arrival(self, arrived: float | None) -> None:
+        """Keep the oldest approximateArrivalTimestamp seen (the BatchAgeSeconds metric)."""
+        if arrived is not None and (self.oldest_arrival is None or arrived < self.oldest_arrival):
+            self.oldest_arrival = arrived
+
 
 class MarkCache:
     """Marks this container already knows are stored at a level: saves a store call per tenant per batch for
@@ -299,9 +304,8 @@ class MeteringService:
         only slower). KPL aggregates are split first and their user records grouped by their own keys: the
         producers aggregate by shard, so an aggregate's key names one of its many tenants, and grouping by it
         would leave nearly every tenant to the last group, metered with nothing for the store to overlap."""
-        groups: dict[str, list[Mapping[str, Any]]] = {}
-        users: dict[str, list[UserRecord]] = {}  # user records of KPL aggregates, by their own keys
-        sizes: dict[str, int] = {}  # hint -> records and user records (first-seen order: the groups' order)
+        # hint -> its plain records and the user records of KPL aggregates under it (first seen, first grouped)
+        groups: dict[str, tuple[list[Mapping[str, Any]], list[UserRecord]]] = {}
         for record in records:
             try:
                 kinesis = record["kinesis"]
@@ -311,27 +315,16 @@ class MeteringService:
             if type(data) is str and data.startswith(_AGGREGATE_B64):  # the base64 of the KPL magic's first bytes
                 split = split_records([record])
                 bad += split.quarantined
-                if split.oldest_arrival is not None and (
-                    result.oldest_arrival is None or split.oldest_arrival < result.oldest_arrival
-                ):
-                    result.oldest_arrival = split.oldest_arrival
+                result.saw_arrival(split.oldest_arrival)
                 for user in split.records:
-                    hint = _hint(user.partition_key)
-                    users.setdefault(hint, []).append(user)
-                    sizes[hint] = sizes.get(hint, 0) + 1
+                    groups.setdefault(_hint(user.partition_key), ([], []))[1].append(user)
                 continue
-            hint = _hint(key) if type(key) is str else ""
-            members = groups.get(hint)
-            if members is None:
-                groups[hint] = [record]
-            else:
-                members.append(record)
-            sizes[hint] = sizes.get(hint, 0) + 1
+            groups.setdefault(_hint(key) if type(key) is str else "", ([], []))[0].append(record)
         # Consecutive keys make a group, up to STREAM_TENANTS keys or STREAM_RECORDS records (one group when the
         # store cannot take groups).
         members_of: list[list[str]] = [[]]
         count = 0
-        for hint, size in sizes.items():
+        for hint, (plain, split_users) in groups.items():
             if (
                 self._streams
                 and members_of[-1]
@@ -340,7 +333,7 @@ class MeteringService:
                 members_of.append([])
                 count = 0
             members_of[-1].append(hint)
-            count += size
+            count += len(plain) + len(split_users)
         n_groups = len(members_of)
         group_of = {hint: g for g, hints in enumerate(members_of) for hint in hints}
         pending: list[dict[str, list[EventRow]]] = [{} for _ in range(n_groups + 1)]  # per group, the last extra
@@ -348,14 +341,11 @@ class MeteringService:
         sent: list[_Sent] = []
         for g in range(n_groups):
             metered = meter_records(
-                [r for hint in members_of[g] for r in groups.get(hint, ())],
-                [u for hint in members_of[g] for u in users.get(hint, ())] if users else (),
+                [r for hint in members_of[g] for r in groups[hint][0]],
+                [u for hint in members_of[g] for u in groups[hint][1]],
             )
             bad += metered.quarantined
-            if metered.oldest_arrival is not None and (
-                result.oldest_arrival is None or metered.oldest_arrival < result.oldest_arrival
-            ):
-                result.oldest_arrival = metered.oldest_arrival
+            result.saw_arrival(metered.oldest_arrival)
             by_tenant = pending[g]
             for tenant_id, rows in metered.by_tenant.items():
                 target = group_of.get(tenant_id, n_groups)
